@@ -1,0 +1,171 @@
+//! The in-process bus of a local trial: the same semantics as the Redis
+//! bus (positions, retention, consumer groups, reclaiming), held in memory.
+//! Not shared across processes, and lost on restart.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cairn_contract::events::v1::ChangeEvent;
+use tokio::sync::Notify;
+
+use super::{Delivery, EventBus, Position};
+use crate::error::{Error, Result};
+
+/// An event bus held in this process.
+pub struct MemoryBus {
+    state: Mutex<State>,
+    published: Notify,
+    retention: usize,
+}
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<Delivery>,
+    next_sequence: u64,
+    /// The newest position trimmed away, if any.
+    trimmed: Option<Position>,
+    groups: HashMap<String, Group>,
+}
+
+#[derive(Default)]
+struct Group {
+    delivered: Position,
+    pending: BTreeMap<Position, (String, Instant)>,
+}
+
+impl MemoryBus {
+    /// A bus keeping at most `retention` events.
+    pub fn new(retention: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            published: Notify::new(),
+            retention: retention.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn wait_for<T>(&self, wait: Duration, mut attempt: impl FnMut(&Self) -> Vec<T>) -> Vec<T> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.published.notified();
+            let found = attempt(self);
+            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+}
+
+impl State {
+    fn after(&self, after: Option<Position>, max: usize) -> Vec<Delivery> {
+        self.events
+            .iter()
+            .filter(|delivery| after.is_none_or(|after| delivery.position > after))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, event: &ChangeEvent) -> Result<Position> {
+        let mut state = self.lock();
+        state.next_sequence += 1;
+        let position = Position {
+            millis: 0,
+            sequence: state.next_sequence,
+        };
+        state.events.push_back(Delivery {
+            position,
+            event: event.clone(),
+        });
+        while state.events.len() > self.retention {
+            if let Some(trimmed) = state.events.pop_front() {
+                state.trimmed = Some(trimmed.position);
+            }
+        }
+        drop(state);
+        self.published.notify_waiters();
+        Ok(position)
+    }
+
+    async fn read(&self, after: Option<Position>, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        Ok(self.wait_for(wait, |bus| bus.lock().after(after, max)).await)
+    }
+
+    async fn newest(&self) -> Result<Position> {
+        Ok(self.lock().events.back().map(|d| d.position).unwrap_or_default())
+    }
+
+    async fn check_retained(&self, after: Position) -> Result<()> {
+        match self.lock().trimmed {
+            Some(trimmed) if trimmed > after => Err(Error::OutOfRange(format!(
+                "cursor {after} is older than the retained events; resubscribe with from_oldest and resynchronise"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn read_group(&self, group: &str, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        Ok(self
+            .wait_for(wait, |bus| {
+                let mut state = bus.lock();
+                let delivered = state.groups.get(group).map(|g| g.delivered);
+                let found = state.after(delivered, max);
+                let group = state.groups.entry(group.to_string()).or_default();
+                for delivery in &found {
+                    group.delivered = delivery.position;
+                    group
+                        .pending
+                        .insert(delivery.position, (consumer.to_string(), Instant::now()));
+                }
+                found
+            })
+            .await)
+    }
+
+    async fn claim_stale(&self, group: &str, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>> {
+        let mut state = self.lock();
+        let stale: Vec<Position> = match state.groups.get(group) {
+            Some(group) => group
+                .pending
+                .iter()
+                .filter(|(_, (_, since))| since.elapsed() >= min_idle)
+                .map(|(position, _)| *position)
+                .take(max)
+                .collect(),
+            None => return Ok(Vec::new()),
+        };
+        let found: Vec<Delivery> = state
+            .events
+            .iter()
+            .filter(|delivery| stale.contains(&delivery.position))
+            .cloned()
+            .collect();
+        if let Some(group) = state.groups.get_mut(group) {
+            for position in &stale {
+                group.pending.insert(*position, (consumer.to_string(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn ack(&self, group: &str, positions: &[Position]) -> Result<()> {
+        if let Some(group) = self.lock().groups.get_mut(group) {
+            for position in positions {
+                group.pending.remove(position);
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The suite's event bus: change events published by one service and
+//! consumed by the others and by integrators.
+//!
+//! Production runs it on a Redis Stream with consumer groups (at-least-once
+//! delivery, pending entries reclaimed from a consumer that died); a local
+//! trial runs it in process. Services never publish directly from a handler:
+//! they write events to their own outbox in the same transaction as the
+//! change (see [`crate::outbox`]), and a relay publishes them, so a crash
+//! between commit and publish loses nothing.
+
+mod consumer;
+mod hub;
+mod memory;
+mod redis;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use cairn_contract::events::v1::ChangeEvent;
+
+pub use self::consumer::{spawn_consumer, ConsumerOptions, EventHandler};
+pub use self::hub::EventHub;
+pub use self::memory::MemoryBus;
+pub use self::redis::RedisBus;
+use crate::error::{Error, Result};
+
+/// A position in the bus's log: Redis stream ids (`<milliseconds>-<sequence>`),
+/// also used by the in-process bus so cursors look the same everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// Milliseconds part.
+    pub millis: u64,
+    /// Sequence part.
+    pub sequence: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.millis, self.sequence)
+    }
+}
+
+impl FromStr for Position {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = || Error::invalid("cursor", "not a cursor this server issued; use a SubscribeResponse.cursor or leave it empty");
+        let (millis, sequence) = text.split_once('-').ok_or_else(invalid)?;
+        Ok(Self {
+            millis: millis.parse().map_err(|_| invalid())?,
+            sequence: sequence.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// One event read from the bus, with where it sits.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its position, used as the cursor and to acknowledge it.
+    pub position: Position,
+    /// The event.
+    pub event: ChangeEvent,
+}
+
+/// A log of change events with consumer groups.
+#[async_trait::async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Appends `event`; returns its position.
+    async fn publish(&self, event: &ChangeEvent) -> Result<Position>;
+
+    /// Up to `max` events after `after` (from the oldest retained when `None`),
+    /// waiting up to `wait` for one when there are none yet.
+    async fn read(&self, after: Option<Position>, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// The position of the newest event (the zero position when there is none):
+    /// where a listener that wants only new events starts.
+    async fn newest(&self) -> Result<Position>;
+
+    /// OUT_OF_RANGE when events after `after` were already trimmed away, so a
+    /// listener resuming there would miss some.
+    async fn check_retained(&self, after: Position) -> Result<()>;
+
+    /// Up to `max` events of `group` never delivered to any of its consumers,
+    /// now handed to `consumer`, waiting up to `wait`. Creates the group,
+    /// starting at the oldest retained event, when it does not exist.
+    async fn read_group(&self, group: &str, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// Events of `group` delivered to some consumer but not acknowledged for
+    /// `min_idle`, now handed to `consumer` (the owner probably died).
+    async fn claim_stale(&self, group: &str, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>>;
+
+    /// Marks events of `group` as handled.
+    async fn ack(&self, group: &str, positions: &[Position]) -> Result<()>;
+
+    /// Ok when the bus's store answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// True when `topic` is selected by `filters`: empty selects everything, a
+/// filter ending in ".*" selects its whole area, any other must be equal.
+pub fn topic_matches(filters: &[String], topic: &str) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|filter| match filter.strip_suffix(".*") {
+            Some(area) => topic.strip_prefix(area).is_some_and(|rest| rest.starts_with('.')),
+            None => filter == topic,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_order() {
+        let a: Position = "1700000000000-3".parse().unwrap();
+        assert_eq!(a.to_string(), "1700000000000-3");
+        let b: Position = "1700000000000-10".parse().unwrap();
+        assert!(a < b);
+        assert!("nonsense".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn topic_filters() {
+        let filters = vec!["profile.*".to_string(), "journey.stage_changed".to_string()];
+        assert!(topic_matches(&filters, "profile.merged"));
+        assert!(topic_matches(&filters, "journey.stage_changed"));
+        assert!(!topic_matches(&filters, "journey.touchpoint_recorded"));
+        assert!(!topic_matches(&filters, "profiles.merged"));
+        assert!(topic_matches(&[], "anything"));
+    }
+}

@@ -1,0 +1,33 @@
+//! What every Cairn service shares, so that each service crate holds only
+//! its domain, its storage and its gRPC mapping.
+//!
+//! # Layout
+//! - [`config`]: the settings table (flags and environment variables).
+//! - [`telemetry`]: logs, OpenTelemetry traces, W3C trace context in and out.
+//! - [`metrics`]: per-RPC metrics on a Prometheus endpoint.
+//! - [`auth`]: bearer tokens and the scope of every RPC.
+//! - [`error`]: the domain error kinds and their one mapping to `tonic::Status`.
+//! - [`limits`]: load shedding and the status of oversized messages.
+//! - [`server`]: serving a service with health, reflection and the event hub.
+//! - [`peer`]: gRPC clients for service-to-service calls.
+//! - [`bus`], [`outbox`], [`inbox`]: change events between services, published
+//!   transactionally and consumed idempotently.
+//! - [`storage`]: database connections and migrations.
+//! - [`pagination`]: page sizes and page tokens.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod error;
+pub mod inbox;
+pub mod limits;
+pub mod metrics;
+pub mod outbox;
+pub mod pagination;
+pub mod peer;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::{ServiceKind, Settings};
+pub use error::{Error, FieldViolation, Result, Violations};

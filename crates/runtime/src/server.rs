@@ -1,0 +1,190 @@
+//! Serving one Cairn service: its routes plus health, reflection and the
+//! event hub, behind the shared layers (tracing, load shedding, message-size
+//! status, authentication), until shutdown, which lets in-flight calls finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::auth::{AuthLayer, ScopeTable, Verifier};
+use crate::bus::{EventBus, EventHub};
+use crate::config::{ServiceKind, Settings};
+use crate::error::Result;
+use crate::limits::{MessageSizeStatusLayer, ShedLayer};
+use crate::telemetry::TraceLayer;
+
+/// The protobuf name of the event hub, served by every service.
+pub const EVENT_HUB_SERVICE: &str = "cairn.events.v1.EventHubService";
+
+/// Checks that a service's own stores answer; health stays NOT_SERVING until they do.
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    /// Ok when the service can do its work.
+    async fn check(&self) -> Result<()>;
+}
+
+/// What a service hands to [`serve`].
+pub struct ServiceParts {
+    /// Which service it is.
+    pub kind: ServiceKind,
+    /// Its generated servers, ready to route.
+    pub routes: Routes,
+    /// The full protobuf names of the gRPC services in `routes`; health
+    /// reports each by name, reflection lists them.
+    pub grpc_services: Vec<&'static str>,
+    /// The scope of each method.
+    pub scopes: ScopeTable,
+    /// Its readiness check.
+    pub readiness: Arc<dyn Readiness>,
+}
+
+/// What every service of a process shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The process's settings.
+    pub settings: Settings,
+    /// The token verifier; `None` with authentication off.
+    pub verifier: Option<Arc<Verifier>>,
+    /// The event bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Fires on SIGTERM/SIGINT (or when a test stops the suite).
+    pub shutdown: CancellationToken,
+}
+
+/// Serves `parts` on `listener` until `shared.shutdown` fires, then stops
+/// accepting calls, reports NOT_SERVING, and lets in-flight calls finish
+/// within the configured grace period.
+pub async fn serve(parts: ServiceParts, shared: &Shared, listener: TcpListener) -> Result<(), String> {
+    let settings = &shared.settings;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    for name in parts.grpc_services.iter().copied().chain(["", EVENT_HUB_SERVICE]) {
+        reporter.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    spawn_readiness(parts.grpc_services.clone(), parts.readiness.clone(), shared.bus.clone(), reporter.clone(), shared.shutdown.clone());
+
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cairn_contract::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name(EVENT_HUB_SERVICE);
+        for name in &parts.grpc_services {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|error| error.to_string())?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|error| error.to_string())?;
+
+    let mut scopes = parts.scopes;
+    scopes.add(EVENT_HUB_SERVICE, &[("Subscribe", "events.subscribe")]);
+    let hub = crate::limited!(EventHub::new(shared.bus.clone(), shared.shutdown.clone()).into_server(), settings);
+
+    let routes = parts
+        .routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(hub);
+
+    let layers = tower::ServiceBuilder::new()
+        .layer(TraceLayer::new(parts.kind.name()))
+        .layer(MessageSizeStatusLayer)
+        .layer(ShedLayer::new(settings.max_in_flight))
+        .layer(AuthLayer::new(shared.verifier.clone(), scopes))
+        .into_inner();
+
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let shutdown = shared.shutdown.clone();
+    let draining = reporter.clone();
+    let names = parts.grpc_services.clone();
+    let server = Server::builder()
+        .max_concurrent_streams(Some(settings.max_concurrent_streams))
+        .timeout(settings.default_deadline())
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layers)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.cancelled().await;
+            for name in names.iter().copied().chain(["", EVENT_HUB_SERVICE]) {
+                draining.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        });
+    tracing::info!(service = parts.kind.name(), %address, "serving");
+
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        outcome = &mut server => return outcome.map_err(|error| error.to_string()),
+        _ = shared.shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(outcome) => outcome.map_err(|error| error.to_string())?,
+        Err(_) => tracing::warn!(service = parts.kind.name(), "calls still open after the grace period were cut"),
+    }
+    tracing::info!(service = parts.kind.name(), "stopped");
+    Ok(())
+}
+
+fn spawn_readiness(
+    names: Vec<&'static str>,
+    readiness: Arc<dyn Readiness>,
+    bus: Arc<dyn EventBus>,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut serving = false;
+        loop {
+            let ready = readiness.check().await.and(bus.ping().await);
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let now_serving = ready.is_ok();
+            if now_serving != serving {
+                let status = if now_serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+                if let Err(error) = &ready {
+                    tracing::warn!(%error, "not ready");
+                }
+                for name in names.iter().copied().chain(["", EVENT_HUB_SERVICE]) {
+                    reporter.set_service_status(name, status).await;
+                }
+                serving = now_serving;
+            }
+            let pause = if serving { Duration::from_secs(5) } else { Duration::from_millis(200) };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+pub async fn termination_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

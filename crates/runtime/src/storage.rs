@@ -1,0 +1,128 @@
+//! Database plumbing shared by the services: connecting to PostgreSQL or a
+//! SQLite file with settings that make an acknowledged write durable, and
+//! applying a service's migrations safely when several replicas start at once.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+
+/// How long a connection attempt may take before the store counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the database at `url` (`postgres://…` or `sqlite://…`).
+///
+/// SQLite runs in WAL mode with `synchronous=FULL`, so a write that returned
+/// survives a crash of the process or the machine, and with a busy timeout
+/// so that concurrent writers wait instead of failing.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<DatabaseConnection> {
+    let url = url.expose_secret();
+    if let Some(path) = sqlite_path(url) {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|error| Error::Unavailable(format!("cannot create the data folder {}: {error}", parent.display())))?;
+            }
+        }
+    }
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|options: SqliteConnectOptions| {
+            options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(options).await.map_err(|error| {
+        // The URL may hold a password: name only the kind of store.
+        Error::Unavailable(format!("cannot connect to the {} database: {}", backend_name(url), redact(&error.to_string(), url)))
+    })
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+fn backend_name(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") {
+        "SQLite"
+    } else if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "configured"
+    }
+}
+
+fn redact(message: &str, url: &str) -> String {
+    message.replace(url, "<database url>")
+}
+
+/// Applies `M`'s pending migrations. On PostgreSQL they run in one
+/// transaction under an advisory lock keyed by `service`, so replicas that
+/// start together apply them once, one after the other.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, service: &str) -> Result<()> {
+    let transaction = db.begin().await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        transaction
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                [format!("cairn-migrate-{service}").into()],
+            ))
+            .await?;
+    }
+    M::up(&transaction, None).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Ok when the database answers a trivial query: the readiness check.
+pub async fn ping(db: &DatabaseConnection) -> Result<()> {
+    db.ping().await.map_err(|_| Error::Unavailable("the database does not answer".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(sqlite_path("sqlite://data/profile.db?mode=rwc"), Some("data/profile.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://localhost/test"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_with_full_sync() {
+        let folder = std::env::temp_dir().join(format!("cairn-storage-{}", uuid::Uuid::now_v7()));
+        let url = SecretString::from(format!("sqlite://{}/x.db?mode=rwc", folder.display()));
+        let db = connect(&url, 1).await.unwrap();
+        let mode = db
+            .query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA journal_mode"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode.try_get_by_index::<String>(0).unwrap().to_lowercase(), "wal");
+        let sync = db
+            .query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA synchronous"))
+            .await
+            .unwrap()
+            .unwrap();
+        // 2 is FULL.
+        assert_eq!(sync.try_get_by_index::<i32>(0).unwrap(), 2);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}

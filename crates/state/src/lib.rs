@@ -1,0 +1,57 @@
+//! Short-lived state shared by all replicas of a service: cross-channel
+//! sessions, contact counters, caches.
+//!
+//! # Layout
+//! - [`StateStore`]: the trait services program against.
+//! - [`RedisStore`]: the production store, shared by every replica.
+//! - [`MemoryStore`]: the in-process stand-in of a local trial (`make run`
+//!   without Redis). It is not shared across replicas and is lost on restart;
+//!   the process logs that when it starts.
+//!
+//! Every key is prefixed (the `CAIRN_REDIS_PREFIX` setting), so that several
+//! suites, or parallel tests, can share one Redis without seeing each other.
+
+mod memory;
+mod redis_store;
+
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+/// Why a state operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store cannot be reached; retrying later may work.
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something unexpected.
+    #[error("the state store failed: {0}")]
+    Failed(String),
+}
+
+/// Short-lived key-value state with expiry and counters.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// The value of `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// Sets `key` to `value`, expiring after `ttl` without writes.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError>;
+
+    /// Removes `key`; true when it existed.
+    async fn delete(&self, key: &str) -> Result<bool, StateError>;
+
+    /// Adds `by` to the counter `key` (created at 0), setting its expiry to
+    /// `ttl` when the counter is new; returns the new value.
+    async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StateError>;
+
+    /// Removes every key that starts with `prefix` (erasure of a person's state).
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StateError>;
+
+    /// Ok when the store answers.
+    async fn ping(&self) -> Result<(), StateError>;
+
+    /// True when every replica sees the same state.
+    fn is_shared(&self) -> bool;
+}

@@ -1,0 +1,132 @@
+//! The production state store on Redis.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use crate::{StateError, StateStore};
+
+/// State in Redis, shared by every replica, under a key prefix.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// A store on `connection` whose keys all start with `prefix`.
+    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            connection,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+fn failed(error: redis::RedisError) -> StateError {
+    if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+        StateError::Unavailable(error.to_string())
+    } else {
+        StateError::Failed(error.to_string())
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+#[async_trait::async_trait]
+impl StateStore for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let mut connection = self.connection.clone();
+        connection.get(self.key(key)).await.map_err(failed)
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut connection)
+            .await
+            .map_err(failed)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let removed: i64 = connection.del(self.key(key)).await.map_err(failed)?;
+        Ok(removed > 0)
+    }
+
+    async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StateError> {
+        // One round trip, and the expiry is set only when the counter is new,
+        // so a window keeps its start.
+        let script = redis::Script::new(
+            r"local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+              if v == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+              return v",
+        );
+        let mut connection = self.connection.clone();
+        script
+            .key(self.key(key))
+            .arg(by)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StateError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}*", self.key(&escape_glob(prefix)));
+        let mut cursor: u64 = 0;
+        let mut removed = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            if !keys.is_empty() {
+                let count: u64 = connection.del(&keys).await.map_err(failed)?;
+                removed += count;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(failed)?;
+        Ok(())
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
