@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
     tonic_prost_build::configure()
+        // Methods a service does not implement yet answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
         .file_descriptor_set_path(out_dir.join("cairn_descriptor.bin"))
         .compile_protos(&files, &[proto_root, include])?;
     Ok(())

@@ -1,1 +1,345 @@
-//! h
+//! The integration-test harness: the whole suite started in this process on
+//! ephemeral ports, against real PostgreSQL and Redis, isolated per test (a
+//! fresh database and a fresh Redis key prefix each), with gRPC clients that
+//! carry tokens of chosen scopes.
+//!
+//! PostgreSQL and Redis are found through `CAIRN_TEST_DATABASE_URL` (an
+//! administrative URL; default `postgres://postgres@127.0.0.1:5432/test`) and
+//! `CAIRN_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When one is
+//! missing, a test fails at once saying which, instead of hanging.
+
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::Suite;
+use cairn_runtime::{ServiceKind, Settings, auth};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// Administrative PostgreSQL URL of the tests.
+pub fn admin_database_url() -> String {
+    std::env::var("CAIRN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Redis URL of the tests.
+pub fn redis_url() -> String {
+    std::env::var("CAIRN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Fails the test at once, saying what is missing, when a store's port does not answer.
+async fn require_reachable(what: &str, url: &str, variable: &str) {
+    let authority = url.split("://").nth(1).unwrap_or(url);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = authority.split(['/', '?']).next().unwrap_or(authority);
+    let connected = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(host_port),
+    )
+    .await;
+    if !matches!(connected, Ok(Ok(_))) {
+        panic!(
+            "{what} is not reachable at {host_port}: the integration tests need a running {what} \
+             (set {variable} to point elsewhere). `make test` checks this before it starts."
+        );
+    }
+}
+
+/// A PostgreSQL database of one test, dropped when the test stops its app.
+pub struct TestDatabase {
+    /// The database's URL.
+    pub url: String,
+    name: String,
+    admin: DatabaseConnection,
+}
+
+impl TestDatabase {
+    /// Creates a fresh, empty database.
+    pub async fn create() -> Self {
+        let admin_url = admin_database_url();
+        require_reachable("PostgreSQL", &admin_url, "CAIRN_TEST_DATABASE_URL").await;
+        let admin = Database::connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL: {error}"));
+        let name = format!("cairn_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|error| panic!("cannot create the test database: {error}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+
+    /// A connection to the test's database, to check what the services stored.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to the test database: {error}"))
+    }
+
+    /// Drops the database.
+    pub async fn drop_database(&self) {
+        let _ = self
+            .admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+/// How a test wants its suite.
+pub struct Options {
+    /// Authentication on (the default, as in production).
+    pub auth: bool,
+    /// The services to start.
+    pub services: Vec<ServiceKind>,
+    /// Last changes to the settings.
+    pub adjust: Box<dyn FnOnce(&mut Settings) + Send>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            auth: true,
+            services: ServiceKind::ALL.to_vec(),
+            adjust: Box::new(|_| {}),
+        }
+    }
+}
+
+/// The suite of one test.
+pub struct TestApp {
+    /// Where each service listens.
+    pub addresses: std::collections::BTreeMap<ServiceKind, SocketAddr>,
+    /// The test's database.
+    pub database: Arc<TestDatabase>,
+    /// The test's Redis key prefix.
+    pub redis_prefix: String,
+    /// The settings the suite runs with.
+    pub settings: Settings,
+    shutdown: CancellationToken,
+    suite: Option<Suite>,
+}
+
+/// The HS256 key of test suites.
+const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
+
+/// Starts all four services with authentication on.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// Starts the suite as `options` say.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    telemetry::install_once();
+    let database = Arc::new(TestDatabase::create().await);
+    spawn_on(
+        database,
+        format!("cairn-test:{}:", uuid::Uuid::new_v4().simple()),
+        options,
+    )
+    .await
+}
+
+/// Starts a suite on an existing database and Redis prefix (a restart, or a second replica).
+pub async fn spawn_on(
+    database: Arc<TestDatabase>,
+    redis_prefix: String,
+    options: Options,
+) -> TestApp {
+    let redis = redis_url();
+    require_reachable("Redis", &redis, "CAIRN_TEST_REDIS_URL").await;
+    let mut settings = Settings::defaults();
+    for service in ServiceKind::ALL {
+        settings.set_port(service, 0);
+    }
+    settings.database_url = Some(SecretString::from(database.url.clone()));
+    settings.database_max_connections = 5;
+    settings.redis_url = Some(SecretString::from(redis));
+    settings.redis_prefix = redis_prefix.clone();
+    settings.metrics_port = 0;
+    settings.shutdown_grace_ms = 5_000;
+    if options.auth {
+        settings.auth_hs256_key = Some(SecretString::from(TEST_KEY));
+    } else {
+        settings.auth_disabled = true;
+    }
+    (options.adjust)(&mut settings);
+    let shutdown = CancellationToken::new();
+    let suite = Suite::start(settings, &options.services, shutdown.clone())
+        .await
+        .unwrap_or_else(|error| panic!("the suite did not start: {error}"));
+    let app = TestApp {
+        addresses: suite.addresses.clone(),
+        settings: suite.shared.settings.clone(),
+        database,
+        redis_prefix,
+        shutdown,
+        suite: Some(suite),
+    };
+    for service in &options.services {
+        app.wait_until_serving(*service).await;
+    }
+    app
+}
+
+/// The interceptor of test clients: adds the bearer token, if any.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to a service with a token.
+pub type AuthedChannel = InterceptedService<Channel, Bearer>;
+
+impl TestApp {
+    /// A token with `scopes`, signed with the suite's key.
+    pub fn token(&self, scopes: &[&str]) -> String {
+        auth::mint_token(
+            &SecretString::from(TEST_KEY),
+            "test",
+            scopes,
+            Duration::from_secs(600),
+            None,
+            None,
+        )
+        .unwrap_or_else(|error| panic!("minting a token: {error}"))
+    }
+
+    /// A plain channel to `service`.
+    pub async fn channel(&self, service: ServiceKind) -> Channel {
+        let address = self.addresses[&service];
+        tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .connect()
+            .await
+            .unwrap_or_else(|error| {
+                panic!("cannot connect to the {service} service at {address}: {error}")
+            })
+    }
+
+    /// A channel to `service` whose calls carry a token with `scopes` (none: no token).
+    pub async fn authed(&self, service: ServiceKind, scopes: &[&str]) -> AuthedChannel {
+        let token = (!scopes.is_empty()).then(|| {
+            format!("Bearer {}", self.token(scopes))
+                .parse()
+                .unwrap_or_else(|_| panic!("token is ascii"))
+        });
+        InterceptedService::new(self.channel(service).await, Bearer(token))
+    }
+
+    /// A profile client with every profile scope.
+    pub async fn profile(
+        &self,
+    ) -> cairn_contract::profile::v1::profile_service_client::ProfileServiceClient<AuthedChannel>
+    {
+        cairn_contract::profile::v1::profile_service_client::ProfileServiceClient::new(
+            self.authed(
+                ServiceKind::Profile,
+                &["profile.read", "profile.write", "profile.admin"],
+            )
+            .await,
+        )
+    }
+
+    /// A journey client with every journey scope.
+    pub async fn journey(
+        &self,
+    ) -> cairn_contract::journey::v1::journey_service_client::JourneyServiceClient<AuthedChannel>
+    {
+        cairn_contract::journey::v1::journey_service_client::JourneyServiceClient::new(
+            self.authed(
+                ServiceKind::Journey,
+                &["journey.read", "journey.ingest", "journey.write"],
+            )
+            .await,
+        )
+    }
+
+    /// Polls the health service until `service` reports SERVING (10 s at most).
+    pub async fn wait_until_serving(&self, service: ServiceKind) {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.channel(service).await);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|response| response.into_inner().status);
+            if matches!(status, Ok(code) if code == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("the {service} service did not become SERVING within 10 s: {status:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fires the suite's shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops the suite and waits until every service has stopped; keeps the database.
+    pub async fn stop_services(&mut self) {
+        if let Some(suite) = self.suite.take() {
+            suite
+                .stop()
+                .await
+                .unwrap_or_else(|error| panic!("the suite did not stop cleanly: {error}"));
+        }
+    }
+
+    /// Stops the suite and drops the test's database.
+    pub async fn stop(mut self) {
+        self.stop_services().await;
+        self.database.drop_database().await;
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what} did not happen within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

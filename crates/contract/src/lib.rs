@@ -48,3 +48,19 @@ pub mod journey {
         include!(concat!(env!("OUT_DIR"), "/cairn.journey.v1.rs"));
     }
 }
+
+/// The recommendation (next best action) service.
+pub mod recommendation {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cairn.recommendation.v1.rs"));
+    }
+}
+
+/// The feedback service.
+pub mod feedback {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cairn.feedback.v1.rs"));
+    }
+}

@@ -1,1 +1,86 @@
-//! placeholder
+//! The journey service: touchpoints from every channel and each customer's
+//! place in their journeys.
+//!
+//! # Layout
+//! - [`domain`]: touchpoints and their limits.
+//! - [`storage`]: tables, migrations and the transactional store.
+//! - [`grpc`]: the `JourneyService` handlers and the wire conversions.
+//! - [`profiles`]: calls to the profile service.
+//! - [`erasure`]: what the service does on `profile.erased`.
+
+pub mod domain;
+pub mod erasure;
+pub mod grpc;
+pub mod profiles;
+pub mod storage;
+
+use std::sync::Arc;
+
+use cairn_contract::journey::v1::journey_service_server::JourneyServiceServer;
+use cairn_runtime::auth::ServiceCredentials;
+use cairn_runtime::bus::{ConsumerOptions, spawn_consumer};
+use cairn_runtime::inbox::Inbox;
+use cairn_runtime::outbox::Outbox;
+use cairn_runtime::server::{Readiness, ServiceParts, Shared};
+use cairn_runtime::{Result, ServiceKind, Settings, peer, storage as db};
+use sea_orm::DatabaseConnection;
+use tonic::service::Routes;
+
+use crate::storage::TouchpointStore;
+use crate::storage::migration::Migrator;
+
+async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
+    db::connect(
+        &settings.database_url(ServiceKind::Journey),
+        settings.database_max_connections,
+    )
+    .await
+}
+
+/// Applies the journey service's migrations to its database.
+pub async fn migrate(settings: &Settings) -> Result<()> {
+    db::migrate::<Migrator>(&connect(settings).await?, "journey").await
+}
+
+struct DatabaseReady(DatabaseConnection);
+
+#[async_trait::async_trait]
+impl Readiness for DatabaseReady {
+    async fn check(&self) -> Result<()> {
+        db::ping(&self.0).await
+    }
+}
+
+/// Connects the service, starts its background work (outbox relay, erasure
+/// consumer) and returns what the runtime serves.
+pub async fn start(shared: &Shared) -> Result<ServiceParts> {
+    let settings = &shared.settings;
+    let db = connect(settings).await?;
+    if settings.migrate_on_start {
+        db::migrate::<Migrator>(&db, "journey").await?;
+    }
+    let outbox = Outbox::new("journey_outbox");
+    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    let store = TouchpointStore::new(db.clone(), outbox, Inbox::new("journey_inbox"));
+    spawn_consumer(
+        shared.bus.clone(),
+        ConsumerOptions::new("journey"),
+        Arc::new(erasure::ErasureHandler::new(store.clone())),
+        shared.shutdown.clone(),
+    );
+    let credentials = ServiceCredentials::from_settings(settings, "journey");
+    let profiles = profiles::ProfileDirectory::new(peer::channel(
+        &settings.peer_address(ServiceKind::Profile),
+        credentials,
+        settings.peer_deadline(),
+    )?);
+    let api = grpc::JourneyApi::new(store, profiles);
+    let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
+    Ok(ServiceParts {
+        kind: ServiceKind::Journey,
+        routes: Routes::new(server),
+        grpc_services: vec![grpc::SERVICE_NAME],
+        scopes: grpc::scopes(),
+        readiness: Arc::new(DatabaseReady(db)),
+    })
+}

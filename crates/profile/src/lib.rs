@@ -1,1 +1,69 @@
-//! placeholder
+//! The profile service: one view of each customer across every channel.
+//!
+//! # Layout
+//! - [`domain`]: identifiers (parsed and normalised) and profiles.
+//! - [`storage`]: tables, migrations and the transactional store.
+//! - [`grpc`]: the `ProfileService` handlers and the wire conversions.
+//!
+//! [`start`] wires them to the shared runtime.
+
+pub mod domain;
+pub mod grpc;
+pub mod storage;
+
+use std::sync::Arc;
+
+use cairn_contract::profile::v1::profile_service_server::ProfileServiceServer;
+use cairn_runtime::outbox::Outbox;
+use cairn_runtime::server::{Readiness, ServiceParts, Shared};
+use cairn_runtime::{Result, ServiceKind, Settings, storage as db};
+use sea_orm::DatabaseConnection;
+use tonic::service::Routes;
+
+use crate::storage::ProfileStore;
+use crate::storage::migration::Migrator;
+
+/// Applies the profile service's migrations to its database.
+pub async fn migrate(settings: &Settings) -> Result<()> {
+    let db = connect(settings).await?;
+    db::migrate::<Migrator>(&db, "profile").await
+}
+
+async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
+    db::connect(
+        &settings.database_url(ServiceKind::Profile),
+        settings.database_max_connections,
+    )
+    .await
+}
+
+struct DatabaseReady(DatabaseConnection);
+
+#[async_trait::async_trait]
+impl Readiness for DatabaseReady {
+    async fn check(&self) -> Result<()> {
+        db::ping(&self.0).await
+    }
+}
+
+/// Connects the service to its stores, starts its background work (the
+/// outbox relay), and returns what the runtime serves.
+pub async fn start(shared: &Shared) -> Result<ServiceParts> {
+    let settings = &shared.settings;
+    let db = connect(settings).await?;
+    if settings.migrate_on_start {
+        db::migrate::<Migrator>(&db, "profile").await?;
+    }
+    let outbox = Outbox::new("profile_outbox");
+    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    let store = ProfileStore::new(db.clone(), outbox);
+    let api = grpc::ProfileApi::new(store, settings.default_phone_region.clone());
+    let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);
+    Ok(ServiceParts {
+        kind: ServiceKind::Profile,
+        routes: Routes::new(server),
+        grpc_services: vec![grpc::SERVICE_NAME],
+        scopes: grpc::scopes(),
+        readiness: Arc::new(DatabaseReady(db)),
+    })
+}

@@ -63,7 +63,9 @@ impl Principal {
 
     /// True when the caller holds `scope` (always, with authentication off).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.as_ref().is_none_or(|scopes| scopes.contains(scope))
+        self.scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.contains(scope))
     }
 
     /// PERMISSION_DENIED unless the caller holds `scope`.
@@ -82,7 +84,9 @@ impl Principal {
 pub fn require_scope<T>(request: &tonic::Request<T>, scope: &str) -> Result<(), Error> {
     match request.extensions().get::<Principal>() {
         Some(principal) => principal.require(scope),
-        None => Err(Error::Unauthenticated("the request carried no verified caller".into())),
+        None => Err(Error::Unauthenticated(
+            "the request carried no verified caller".into(),
+        )),
     }
 }
 
@@ -93,7 +97,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("keys", &self.keys.len()).finish()
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -154,7 +160,11 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::Unauthenticated("the bearer token is not a JWT".into()))?;
         let mut last_error = None;
-        for (key, validation) in self.keys.iter().filter(|(_, v)| v.algorithms.contains(&header.alg)) {
+        for (key, validation) in self
+            .keys
+            .iter()
+            .filter(|(_, v)| v.algorithms.contains(&header.alg))
+        {
             match jsonwebtoken::decode::<Claims>(token, key, validation) {
                 Ok(data) => {
                     let scopes = data
@@ -172,9 +182,15 @@ impl Verifier {
             }
         }
         let reason = match last_error.as_ref().map(|e| e.kind()) {
-            Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => "the bearer token has expired",
-            Some(jsonwebtoken::errors::ErrorKind::InvalidIssuer) => "the bearer token's issuer is not accepted",
-            Some(jsonwebtoken::errors::ErrorKind::InvalidAudience) => "the bearer token's audience is not accepted",
+            Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                "the bearer token has expired"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::InvalidIssuer) => {
+                "the bearer token's issuer is not accepted"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::InvalidAudience) => {
+                "the bearer token's audience is not accepted"
+            }
             Some(_) => "the bearer token's signature or claims are not valid",
             None => "the bearer token is signed with an algorithm this server does not accept",
         };
@@ -284,7 +300,9 @@ impl ServiceCredentials {
                 cached,
             } => {
                 let now = unix_now();
-                let mut cached = cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut cached = cached
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if let Some((token, expires)) = cached.as_ref() {
                     if *expires > now + 60 {
                         return Some(format!("Bearer {token}"));
@@ -322,11 +340,29 @@ impl ScopeTable {
         table
     }
 
+    /// Adds every method of `other` (another service served on the same server).
+    pub fn merge(&mut self, other: ScopeTable) {
+        self.scopes.extend(other.scopes);
+    }
+
     /// Adds the methods of another protobuf service served on the same server.
     pub fn add(&mut self, service: &str, methods: &[(&str, &'static str)]) {
         for (method, scope) in methods {
             self.scopes.insert(format!("/{service}/{method}"), *scope);
         }
+    }
+
+    /// The table of the protobuf service `service` as the contract documents
+    /// it: each RPC's comment in `proto/` says "Requires the scope \"x\"",
+    /// and that first named scope is what the server enforces, so the
+    /// documentation and the enforcement cannot drift apart. Methods whose
+    /// comment names no scope are left out, and so refused.
+    pub fn from_contract(service: &str) -> Self {
+        let mut table = Self::default();
+        for (method, scope) in documented_scopes(service) {
+            table.scopes.insert(format!("/{service}/{method}"), scope);
+        }
+        table
     }
 
     /// The scope of the method at `path`, if it has one.
@@ -338,6 +374,48 @@ impl ScopeTable {
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.scopes.keys().map(String::as_str)
     }
+}
+
+/// The methods of `service` and the scope their comments name, read from the
+/// contract's descriptor set (which keeps the proto comments).
+pub fn documented_scopes(service: &str) -> Vec<(String, &'static str)> {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(cairn_contract::FILE_DESCRIPTOR_SET)
+    else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for file in &set.file {
+        for (service_index, descriptor) in file.service.iter().enumerate() {
+            if format!("{}.{}", file.package(), descriptor.name()) != service {
+                continue;
+            }
+            for (method_index, method) in descriptor.method.iter().enumerate() {
+                let path = [6, service_index as i32, 2, method_index as i32];
+                let comment = file
+                    .source_code_info
+                    .as_ref()
+                    .and_then(|info| info.location.iter().find(|location| location.path == path))
+                    .map(|location| location.leading_comments().replace('\n', " "))
+                    .unwrap_or_default();
+                if let Some(scope) = first_scope(&comment) {
+                    // Leaked once per method at start-up: scopes live as long as the process.
+                    found.push((
+                        method.name().to_string(),
+                        &*Box::leak(scope.into_boxed_str()),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn first_scope(comment: &str) -> Option<String> {
+    let rest = &comment[comment.find("Requires the scope")?..];
+    let start = rest.find('"')? + 1;
+    let end = start + rest[start..].find('"')?;
+    Some(rest[start..end].to_string())
 }
 
 /// True for the methods every caller may use without a token: health checks
@@ -394,15 +472,22 @@ impl Authenticate<()> {
             .get(http::header::AUTHORIZATION)
             .ok_or_else(|| {
                 Error::Unauthenticated(
-                    "missing bearer token: send the metadata \"authorization: Bearer <token>\"".into(),
+                    "missing bearer token: send the metadata \"authorization: Bearer <token>\""
+                        .into(),
                 )
             })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
             .ok_or_else(|| {
-                Error::Unauthenticated("the authorization metadata must be \"Bearer <token>\"".into())
+                Error::Unauthenticated(
+                    "the authorization metadata must be \"Bearer <token>\"".into(),
+                )
             })?;
         let principal = verifier.verify(token.trim())?;
         match layer.scopes.scope_of(path) {
@@ -467,7 +552,15 @@ mod tests {
         let settings = settings_with_key();
         let verifier = Verifier::from_settings(&settings).unwrap().unwrap();
         let key = settings.auth_hs256_key.clone().unwrap();
-        let token = mint_token(&key, "crm", &["profile.read"], Duration::from_secs(60), None, None).unwrap();
+        let token = mint_token(
+            &key,
+            "crm",
+            &["profile.read"],
+            Duration::from_secs(60),
+            None,
+            None,
+        )
+        .unwrap();
         let principal = verifier.verify(&token).unwrap();
         assert_eq!(principal.subject, "crm");
         assert!(principal.has_scope("profile.read"));
@@ -476,10 +569,62 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
-        let verifier = Verifier::from_settings(&settings_with_key()).unwrap().unwrap();
+        let verifier = Verifier::from_settings(&settings_with_key())
+            .unwrap()
+            .unwrap();
         let other = SecretString::from("x".repeat(32));
-        let token = mint_token(&other, "crm", &["profile.read"], Duration::from_secs(60), None, None).unwrap();
-        assert!(matches!(verifier.verify(&token), Err(Error::Unauthenticated(_))));
+        let token = mint_token(
+            &other,
+            "crm",
+            &["profile.read"],
+            Duration::from_secs(60),
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn every_rpc_of_the_contract_documents_its_scope() {
+        use prost::Message;
+        let set =
+            prost_types::FileDescriptorSet::decode(cairn_contract::FILE_DESCRIPTOR_SET).unwrap();
+        let mut checked = 0;
+        for file in set
+            .file
+            .iter()
+            .filter(|f| f.package().starts_with("cairn."))
+        {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                let documented = documented_scopes(&name);
+                for method in &service.method {
+                    assert!(
+                        documented.iter().any(|(m, _)| m == method.name()),
+                        "{name}/{} has no \"Requires the scope\" in its comment",
+                        method.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 5,
+            "the descriptor set lists the contract's methods"
+        );
+        let profile = ScopeTable::from_contract("cairn.profile.v1.ProfileService");
+        assert_eq!(
+            profile.scope_of("/cairn.profile.v1.ProfileService/GetProfile"),
+            Some("profile.read")
+        );
+        assert_eq!(
+            profile.scope_of("/cairn.profile.v1.ProfileService/CreateProfile"),
+            Some("profile.write")
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<SecretString>,
 
+    /// Region (ISO 3166 alpha-2, for example `SE`) of phone numbers written
+    /// without a country code; unset means such numbers are refused.
+    #[arg(long, env = "CAIRN_DEFAULT_PHONE_REGION")]
+    pub default_phone_region: Option<String>,
+
     /// Address of the profile service, for the other services' calls.
     #[arg(long, env = "CAIRN_PROFILE_ADDR")]
     pub profile_addr: Option<String>,

@@ -219,11 +219,9 @@ impl From<Status> for Error {
             }
             Code::Unavailable | Code::Cancelled => Error::Unavailable(message),
             Code::DeadlineExceeded => Error::DeadlineExceeded(message),
-            Code::Ok
-            | Code::Unknown
-            | Code::Unimplemented
-            | Code::Internal
-            | Code::DataLoss => Error::Internal(format!("{:?}: {message}", status.code())),
+            Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+                Error::Internal(format!("{:?}: {message}", status.code()))
+            }
         }
     }
 }
@@ -268,9 +266,15 @@ mod tests {
         let cases = [
             (Error::not_found("profile", "p1"), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
-            (Error::FailedPrecondition("x".into()), Code::FailedPrecondition),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
             (Error::Aborted("x".into()), Code::Aborted),
-            (Error::ResourceExhausted("x".into()), Code::ResourceExhausted),
+            (
+                Error::ResourceExhausted("x".into()),
+                Code::ResourceExhausted,
+            ),
             (Error::OutOfRange("x".into()), Code::OutOfRange),
             (Error::Unauthenticated("x".into()), Code::Unauthenticated),
             (Error::PermissionDenied("x".into()), Code::PermissionDenied),

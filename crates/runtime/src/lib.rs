@@ -14,9 +14,11 @@
 //!   transactionally and consumed idempotently.
 //! - [`storage`]: database connections and migrations.
 //! - [`pagination`]: page sizes and page tokens.
+//! - [`common`]: the contract's common types as domain types.
 
 pub mod auth;
 pub mod bus;
+pub mod common;
 pub mod config;
 pub mod error;
 pub mod inbox;

@@ -55,7 +55,9 @@ pub struct Shed<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for Shed<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -78,7 +80,10 @@ where
                 })
             }
             Err(_) => Box::pin(async {
-                Ok(Status::unavailable("the server is at capacity; retry with backoff").into_http())
+                Ok(
+                    Status::unavailable("the server is at capacity; retry with backoff")
+                        .into_http(),
+                )
             }),
         }
     }
@@ -131,7 +136,10 @@ where
                 && headers
                     .get("grpc-message")
                     .and_then(|message| message.to_str().ok())
-                    .is_some_and(|message| message.contains("message%20length%20too%20large") || message.contains("message length too large"));
+                    .is_some_and(|message| {
+                        message.contains("message%20length%20too%20large")
+                            || message.contains("message length too large")
+                    });
             if oversized {
                 headers.insert("grpc-status", http::HeaderValue::from_static("8"));
             }

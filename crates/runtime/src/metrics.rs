@@ -48,7 +48,10 @@ impl CallTimer {
     /// Records the call with its gRPC status `code` (0 is OK).
     pub fn finish(self, code: i32) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let labels = [("service", self.service.to_string()), ("method", self.method)];
+        let labels = [
+            ("service", self.service.to_string()),
+            ("method", self.method),
+        ];
         metrics::counter!("cairn_rpc_requests_total", &labels).increment(1);
         metrics::histogram!("cairn_rpc_duration_seconds", &labels).record(elapsed);
         if code != 0 {

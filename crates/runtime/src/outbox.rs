@@ -14,7 +14,9 @@ use std::time::Duration;
 use cairn_contract::events::v1::ChangeEvent;
 use cairn_contract::events::v1::change_event::Payload;
 use prost::Message;
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, Table, TableCreateStatement, ColumnDef};
+use sea_orm::sea_query::{
+    ColumnDef, Expr, ExprTrait, LockBehavior, LockType, Order, Query, Table, TableCreateStatement,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -61,7 +63,13 @@ impl Outbox {
         Table::create()
             .table(table.to_string())
             .if_not_exists()
-            .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+            .col(
+                ColumnDef::new("id")
+                    .big_integer()
+                    .not_null()
+                    .auto_increment()
+                    .primary_key(),
+            )
             .col(ColumnDef::new("event_id").string_len(64).not_null())
             .col(ColumnDef::new("topic").string_len(128).not_null())
             .col(ColumnDef::new("payload").blob().not_null())
@@ -69,7 +77,11 @@ impl Outbox {
     }
 
     /// Writes `event` to the outbox within the caller's transaction.
-    pub async fn enqueue(&self, transaction: &impl ConnectionTrait, event: &ChangeEvent) -> Result<()> {
+    pub async fn enqueue(
+        &self,
+        transaction: &impl ConnectionTrait,
+        event: &ChangeEvent,
+    ) -> Result<()> {
         let insert = Query::insert()
             .into_table(self.table.clone())
             .columns(["event_id", "topic", "payload"])
@@ -111,7 +123,9 @@ impl Outbox {
                 Ok(event) => {
                     bus.publish(&event).await?;
                 }
-                Err(error) => tracing::error!(outbox = %self.table, id, %error, "dropping an undecodable outbox row"),
+                Err(error) => {
+                    tracing::error!(outbox = %self.table, id, %error, "dropping an undecodable outbox row")
+                }
             }
             ids.push(id);
         }

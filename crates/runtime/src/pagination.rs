@@ -23,7 +23,9 @@ pub fn page_size(requested: i32) -> Result<u64> {
         1.. if requested as u64 <= MAX_PAGE_SIZE => Ok(requested as u64),
         _ => Err(Error::invalid(
             "page_size",
-            format!("must be between 1 and {MAX_PAGE_SIZE}, or 0 for the default of {DEFAULT_PAGE_SIZE}; got {requested}"),
+            format!(
+                "must be between 1 and {MAX_PAGE_SIZE}, or 0 for the default of {DEFAULT_PAGE_SIZE}; got {requested}"
+            ),
         )),
     }
 }
@@ -38,10 +40,17 @@ pub fn decode_token(token: &str) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::invalid("page_token", "not a token this server issued; pass the next_page_token of the previous page, or nothing");
+    let invalid = || {
+        Error::invalid(
+            "page_token",
+            "not a token this server issued; pass the next_page_token of the previous page, or nothing",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(TOKEN_VERSION).map(|p| Some(p.to_string())).ok_or_else(invalid)
+    text.strip_prefix(TOKEN_VERSION)
+        .map(|p| Some(p.to_string()))
+        .ok_or_else(invalid)
 }
 
 #[cfg(test)]
@@ -59,7 +68,10 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         let token = encode_token("2026-11-22T10:00:00Z|abc");
-        assert_eq!(decode_token(&token).unwrap().as_deref(), Some("2026-11-22T10:00:00Z|abc"));
+        assert_eq!(
+            decode_token(&token).unwrap().as_deref(),
+            Some("2026-11-22T10:00:00Z|abc")
+        );
         assert_eq!(decode_token("").unwrap(), None);
         assert!(decode_token("!!").is_err());
     }

@@ -46,7 +46,11 @@ impl Interceptor for PeerInterceptor {
 
 /// A lazily connecting channel to the peer at `address`: the service starts
 /// even when the peer is not up yet, and the first call connects.
-pub fn channel(address: &str, credentials: ServiceCredentials, deadline: Duration) -> Result<PeerChannel> {
+pub fn channel(
+    address: &str,
+    credentials: ServiceCredentials,
+    deadline: Duration,
+) -> Result<PeerChannel> {
     let endpoint = Endpoint::from_shared(address.to_string())
         .map_err(|_| Error::internal(format!("the peer address {address} is not a URI")))?
         .connect_timeout(Duration::from_secs(2))
@@ -56,7 +60,10 @@ pub fn channel(address: &str, credentials: ServiceCredentials, deadline: Duratio
         .keep_alive_while_idle(true);
     Ok(InterceptedService::new(
         endpoint.connect_lazy(),
-        PeerInterceptor { credentials, deadline },
+        PeerInterceptor {
+            credentials,
+            deadline,
+        },
     ))
 }
 

@@ -13,9 +13,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::auth::{AuthLayer, ScopeTable, Verifier};
-use crate::bus::{EventBus, EventHub};
+use cairn_state::{MemoryStore, RedisStore, StateStore};
+
+use crate::bus::{EventBus, EventHub, MemoryBus, RedisBus};
 use crate::config::{ServiceKind, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::limits::{MessageSizeStatusLayer, ShedLayer};
 use crate::telemetry::TraceLayer;
 
@@ -53,20 +55,99 @@ pub struct Shared {
     pub verifier: Option<Arc<Verifier>>,
     /// The event bus.
     pub bus: Arc<dyn EventBus>,
+    /// Sessions, counters and caches shared by replicas.
+    pub state: Arc<dyn StateStore>,
     /// Fires on SIGTERM/SIGINT (or when a test stops the suite).
     pub shutdown: CancellationToken,
+}
+
+/// How long connecting to Redis may take before the process gives up.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Shared {
+    /// Builds what the services share from `settings`: the verifier, and the
+    /// bus and state store on Redis when `REDIS_URL` is set, else in process.
+    pub async fn connect(settings: Settings, shutdown: CancellationToken) -> Result<Self> {
+        let verifier = Verifier::from_settings(&settings)
+            .map_err(Error::FailedPrecondition)?
+            .map(Arc::new);
+        let (bus, state): (Arc<dyn EventBus>, Arc<dyn StateStore>) = match settings.redis_url() {
+            Some(url) => {
+                let client = redis::Client::open(url).map_err(|_| {
+                    Error::FailedPrecondition("REDIS_URL is not a valid Redis URL".into())
+                })?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(REDIS_CONNECT_TIMEOUT))
+                    .set_number_of_retries(2);
+                let connection = tokio::time::timeout(
+                    REDIS_CONNECT_TIMEOUT * 2,
+                    redis::aio::ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                .map_err(|_| {
+                    Error::Unavailable("Redis at REDIS_URL did not answer within 10 s".into())
+                })?
+                .map_err(|error| {
+                    Error::Unavailable(format!("cannot connect to Redis at REDIS_URL: {error}"))
+                })?;
+                (
+                    Arc::new(RedisBus::new(
+                        connection.clone(),
+                        &settings.redis_prefix,
+                        settings.event_retention,
+                    )),
+                    Arc::new(RedisStore::new(connection, settings.redis_prefix.clone())),
+                )
+            }
+            None => {
+                tracing::warn!(
+                    "REDIS_URL is not set: events, sessions and counters live in this process and are \
+                     NOT shared across replicas (fine for a local trial, wrong for production)"
+                );
+                (
+                    Arc::new(MemoryBus::new(settings.event_retention)),
+                    Arc::new(MemoryStore::new()),
+                )
+            }
+        };
+        Ok(Self {
+            settings,
+            verifier,
+            bus,
+            state,
+            shutdown,
+        })
+    }
 }
 
 /// Serves `parts` on `listener` until `shared.shutdown` fires, then stops
 /// accepting calls, reports NOT_SERVING, and lets in-flight calls finish
 /// within the configured grace period.
-pub async fn serve(parts: ServiceParts, shared: &Shared, listener: TcpListener) -> Result<(), String> {
+pub async fn serve(
+    parts: ServiceParts,
+    shared: &Shared,
+    listener: TcpListener,
+) -> Result<(), String> {
     let settings = &shared.settings;
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    for name in parts.grpc_services.iter().copied().chain(["", EVENT_HUB_SERVICE]) {
-        reporter.set_service_status(name, ServingStatus::NotServing).await;
+    for name in parts
+        .grpc_services
+        .iter()
+        .copied()
+        .chain(["", EVENT_HUB_SERVICE])
+    {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
-    spawn_readiness(parts.grpc_services.clone(), parts.readiness.clone(), shared.bus.clone(), reporter.clone(), shared.shutdown.clone());
+    spawn_readiness(
+        parts.grpc_services.clone(),
+        parts.readiness.clone(),
+        shared.bus.clone(),
+        reporter.clone(),
+        shared.shutdown.clone(),
+    );
 
     let reflection = || {
         let mut builder = tonic_reflection::server::Builder::configure()
@@ -80,11 +161,16 @@ pub async fn serve(parts: ServiceParts, shared: &Shared, listener: TcpListener) 
         builder
     };
     let reflection_v1 = reflection().build_v1().map_err(|error| error.to_string())?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(|error| error.to_string())?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|error| error.to_string())?;
 
     let mut scopes = parts.scopes;
-    scopes.add(EVENT_HUB_SERVICE, &[("Subscribe", "events.subscribe")]);
-    let hub = crate::limited!(EventHub::new(shared.bus.clone(), shared.shutdown.clone()).into_server(), settings);
+    scopes.merge(ScopeTable::from_contract(EVENT_HUB_SERVICE));
+    let hub = crate::limited!(
+        EventHub::new(shared.bus.clone(), shared.shutdown.clone()).into_server(),
+        settings
+    );
 
     let routes = parts
         .routes
@@ -114,7 +200,9 @@ pub async fn serve(parts: ServiceParts, shared: &Shared, listener: TcpListener) 
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.cancelled().await;
             for name in names.iter().copied().chain(["", EVENT_HUB_SERVICE]) {
-                draining.set_service_status(name, ServingStatus::NotServing).await;
+                draining
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
         });
     tracing::info!(service = parts.kind.name(), %address, "serving");
@@ -127,7 +215,10 @@ pub async fn serve(parts: ServiceParts, shared: &Shared, listener: TcpListener) 
     }
     match tokio::time::timeout(grace, server).await {
         Ok(outcome) => outcome.map_err(|error| error.to_string())?,
-        Err(_) => tracing::warn!(service = parts.kind.name(), "calls still open after the grace period were cut"),
+        Err(_) => tracing::warn!(
+            service = parts.kind.name(),
+            "calls still open after the grace period were cut"
+        ),
     }
     tracing::info!(service = parts.kind.name(), "stopped");
     Ok(())
@@ -149,7 +240,11 @@ fn spawn_readiness(
             }
             let now_serving = ready.is_ok();
             if now_serving != serving {
-                let status = if now_serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+                let status = if now_serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
                 if let Err(error) = &ready {
                     tracing::warn!(%error, "not ready");
                 }
@@ -158,7 +253,11 @@ fn spawn_readiness(
                 }
                 serving = now_serving;
             }
-            let pause = if serving { Duration::from_secs(5) } else { Duration::from_millis(200) };
+            let pause = if serving {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_millis(200)
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
@@ -172,7 +271,9 @@ pub async fn termination_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(signal) => signal,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+    TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -24,8 +27,12 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Databas
     if let Some(path) = sqlite_path(url) {
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|error| Error::Unavailable(format!("cannot create the data folder {}: {error}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    Error::Unavailable(format!(
+                        "cannot create the data folder {}: {error}",
+                        parent.display()
+                    ))
+                })?;
             }
         }
     }
@@ -46,12 +53,18 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Databas
         });
     Database::connect(options).await.map_err(|error| {
         // The URL may hold a password: name only the kind of store.
-        Error::Unavailable(format!("cannot connect to the {} database: {}", backend_name(url), redact(&error.to_string(), url)))
+        Error::Unavailable(format!(
+            "cannot connect to the {} database: {}",
+            backend_name(url),
+            redact(&error.to_string(), url)
+        ))
     })
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -91,7 +104,9 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, service: &str) -
 
 /// Ok when the database answers a trivial query: the readiness check.
 pub async fn ping(db: &DatabaseConnection) -> Result<()> {
-    db.ping().await.map_err(|_| Error::Unavailable("the database does not answer".into()))
+    db.ping()
+        .await
+        .map_err(|_| Error::Unavailable("the database does not answer".into()))
 }
 
 #[cfg(test)]
@@ -100,7 +115,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://data/profile.db?mode=rwc"), Some("data/profile.db"));
+        assert_eq!(
+            sqlite_path("sqlite://data/profile.db?mode=rwc"),
+            Some("data/profile.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://localhost/test"), None);
     }
@@ -111,13 +129,22 @@ mod tests {
         let url = SecretString::from(format!("sqlite://{}/x.db?mode=rwc", folder.display()));
         let db = connect(&url, 1).await.unwrap();
         let mode = db
-            .query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA journal_mode"))
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA journal_mode",
+            ))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(mode.try_get_by_index::<String>(0).unwrap().to_lowercase(), "wal");
+        assert_eq!(
+            mode.try_get_by_index::<String>(0).unwrap().to_lowercase(),
+            "wal"
+        );
         let sync = db
-            .query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA synchronous"))
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA synchronous",
+            ))
             .await
             .unwrap()
             .unwrap();

@@ -61,9 +61,14 @@ pub fn install(provider: SdkTracerProvider, format: LogFormat) -> Result<(), Str
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("cairn");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn")
+    });
     let logs = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
     tracing_subscriber::registry()

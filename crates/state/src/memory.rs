@@ -19,7 +19,9 @@ impl MemoryStore {
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -38,7 +40,8 @@ impl StateStore for MemoryStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
-        self.entries().insert(key.to_string(), (value.to_vec(), Instant::now() + ttl));
+        self.entries()
+            .insert(key.to_string(), (value.to_vec(), Instant::now() + ttl));
         Ok(())
     }
 
@@ -52,7 +55,9 @@ impl StateStore for MemoryStore {
         let current = match entries.get(key) {
             Some((value, expires)) if *expires > now => {
                 let text = String::from_utf8_lossy(value);
-                let number = text.parse::<i64>().map_err(|_| StateError::Failed(format!("{key} is not a counter")))?;
+                let number = text
+                    .parse::<i64>()
+                    .map_err(|_| StateError::Failed(format!("{key} is not a counter")))?;
                 Some((number, *expires))
             }
             _ => None,
@@ -88,14 +93,35 @@ mod tests {
     #[tokio::test]
     async fn values_expire_and_counters_count() {
         let store = MemoryStore::new();
-        store.set("a", b"1", Duration::from_millis(20)).await.unwrap();
+        store
+            .set("a", b"1", Duration::from_millis(20))
+            .await
+            .unwrap();
         assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(store.get("a").await.unwrap(), None);
-        assert_eq!(store.increment("c", 2, Duration::from_secs(5)).await.unwrap(), 2);
-        assert_eq!(store.increment("c", 3, Duration::from_secs(5)).await.unwrap(), 5);
-        store.set("p:1", b"x", Duration::from_secs(5)).await.unwrap();
-        store.set("p:2", b"x", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            store
+                .increment("c", 2, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .increment("c", 3, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            5
+        );
+        store
+            .set("p:1", b"x", Duration::from_secs(5))
+            .await
+            .unwrap();
+        store
+            .set("p:2", b"x", Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(store.delete_prefix("p:").await.unwrap(), 2);
     }
 }

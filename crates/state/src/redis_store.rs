@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 
 use crate::{StateError, StateStore};
 
@@ -111,7 +111,10 @@ impl StateStore for RedisStore {
 
     async fn ping(&self) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
-        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(failed)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use cairn_contract::events::v1::ChangeEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{topic_matches, Delivery, EventBus};
+use super::{Delivery, EventBus, topic_matches};
 use crate::error::Result;
 
 /// Acts on events of some topics.
@@ -67,11 +67,21 @@ pub fn spawn_consumer(
             }
             let round = async {
                 let mut deliveries = bus
-                    .claim_stale(&options.group, &options.consumer, options.min_idle, options.batch)
+                    .claim_stale(
+                        &options.group,
+                        &options.consumer,
+                        options.min_idle,
+                        options.batch,
+                    )
                     .await?;
                 if deliveries.is_empty() {
                     deliveries = bus
-                        .read_group(&options.group, &options.consumer, options.batch, Duration::from_millis(500))
+                        .read_group(
+                            &options.group,
+                            &options.consumer,
+                            options.batch,
+                            Duration::from_millis(500),
+                        )
                         .await?;
                 }
                 handle_all(&*bus, &options.group, &topics, &*handler, deliveries).await
@@ -104,7 +114,8 @@ async fn handle_all(
 ) -> Result<()> {
     let mut handled = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        let wanted = !delivery.event.topic.is_empty() && topic_matches(topics, &delivery.event.topic);
+        let wanted =
+            !delivery.event.topic.is_empty() && topic_matches(topics, &delivery.event.topic);
         if wanted {
             if let Err(error) = handler.handle(&delivery.event).await {
                 // Left pending: reclaimed and retried after min_idle.

@@ -11,7 +11,7 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{topic_matches, EventBus, Position};
+use super::{EventBus, Position, topic_matches};
 use crate::error::{Error, Violations};
 
 /// The largest number of topic filters one subscription may carry.
@@ -20,6 +20,10 @@ const MAX_TOPICS: usize = 64;
 const READ_BATCH: usize = 256;
 /// How long one read waits for new events before checking for shutdown.
 const READ_WAIT: Duration = Duration::from_millis(500);
+
+/// The stream `Subscribe` answers with.
+type SubscribeStream =
+    Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send + 'static>>;
 
 /// Serves `Subscribe` from the suite's bus.
 #[derive(Clone)]
@@ -35,7 +39,9 @@ impl EventHub {
     }
 
     /// The generated server of the hub, ready to add to a router.
-    pub fn into_server(self) -> cairn_contract::events::v1::event_hub_service_server::EventHubServiceServer<Self> {
+    pub fn into_server(
+        self,
+    ) -> cairn_contract::events::v1::event_hub_service_server::EventHubServiceServer<Self> {
         cairn_contract::events::v1::event_hub_service_server::EventHubServiceServer::new(self)
     }
 }
@@ -49,7 +55,9 @@ fn check_topics(topics: &[String]) -> Result<(), Error> {
         let name = topic.strip_suffix(".*").unwrap_or(topic);
         let valid = !name.is_empty()
             && name.len() <= 128
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if !valid {
             violations.add(
                 format!("topics[{index}]"),
@@ -62,9 +70,10 @@ fn check_topics(topics: &[String]) -> Result<(), Error> {
 
 #[tonic::async_trait]
 impl EventHubService for EventHub {
-    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
-
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
         let request = request.into_inner();
         check_topics(&request.topics)?;
         let mut after: Option<Position> = if request.cursor.is_empty() {
@@ -99,7 +108,9 @@ impl EventHubService for EventHub {
                 };
                 for delivery in deliveries {
                     after = Some(delivery.position);
-                    if delivery.event.topic.is_empty() || !topic_matches(&topics, &delivery.event.topic) {
+                    if delivery.event.topic.is_empty()
+                        || !topic_matches(&topics, &delivery.event.topic)
+                    {
                         continue;
                     }
                     let response = SubscribeResponse {
@@ -112,6 +123,8 @@ impl EventHubService for EventHub {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 }

@@ -45,10 +45,16 @@ impl MemoryBus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn wait_for<T>(&self, wait: Duration, mut attempt: impl FnMut(&Self) -> Vec<T>) -> Vec<T> {
+    async fn wait_for<T>(
+        &self,
+        wait: Duration,
+        mut attempt: impl FnMut(&Self) -> Vec<T>,
+    ) -> Vec<T> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.published.notified();
@@ -95,12 +101,24 @@ impl EventBus for MemoryBus {
         Ok(position)
     }
 
-    async fn read(&self, after: Option<Position>, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        Ok(self.wait_for(wait, |bus| bus.lock().after(after, max)).await)
+    async fn read(
+        &self,
+        after: Option<Position>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        Ok(self
+            .wait_for(wait, |bus| bus.lock().after(after, max))
+            .await)
     }
 
     async fn newest(&self) -> Result<Position> {
-        Ok(self.lock().events.back().map(|d| d.position).unwrap_or_default())
+        Ok(self
+            .lock()
+            .events
+            .back()
+            .map(|d| d.position)
+            .unwrap_or_default())
     }
 
     async fn check_retained(&self, after: Position) -> Result<()> {
@@ -112,7 +130,13 @@ impl EventBus for MemoryBus {
         }
     }
 
-    async fn read_group(&self, group: &str, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+    async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
         Ok(self
             .wait_for(wait, |bus| {
                 let mut state = bus.lock();
@@ -130,7 +154,13 @@ impl EventBus for MemoryBus {
             .await)
     }
 
-    async fn claim_stale(&self, group: &str, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>> {
+    async fn claim_stale(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>> {
         let mut state = self.lock();
         let stale: Vec<Position> = match state.groups.get(group) {
             Some(group) => group
@@ -150,7 +180,9 @@ impl EventBus for MemoryBus {
             .collect();
         if let Some(group) = state.groups.get_mut(group) {
             for position in &stale {
-                group.pending.insert(*position, (consumer.to_string(), Instant::now()));
+                group
+                    .pending
+                    .insert(*position, (consumer.to_string(), Instant::now()));
             }
         }
         Ok(found)

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use cairn_contract::events::v1::ChangeEvent;
 
-pub use self::consumer::{spawn_consumer, ConsumerOptions, EventHandler};
+pub use self::consumer::{ConsumerOptions, EventHandler, spawn_consumer};
 pub use self::hub::EventHub;
 pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
@@ -45,7 +45,12 @@ impl FromStr for Position {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        let invalid = || Error::invalid("cursor", "not a cursor this server issued; use a SubscribeResponse.cursor or leave it empty");
+        let invalid = || {
+            Error::invalid(
+                "cursor",
+                "not a cursor this server issued; use a SubscribeResponse.cursor or leave it empty",
+            )
+        };
         let (millis, sequence) = text.split_once('-').ok_or_else(invalid)?;
         Ok(Self {
             millis: millis.parse().map_err(|_| invalid())?,
@@ -71,7 +76,12 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Up to `max` events after `after` (from the oldest retained when `None`),
     /// waiting up to `wait` for one when there are none yet.
-    async fn read(&self, after: Option<Position>, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+    async fn read(
+        &self,
+        after: Option<Position>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>>;
 
     /// The position of the newest event (the zero position when there is none):
     /// where a listener that wants only new events starts.
@@ -84,11 +94,23 @@ pub trait EventBus: Send + Sync + 'static {
     /// Up to `max` events of `group` never delivered to any of its consumers,
     /// now handed to `consumer`, waiting up to `wait`. Creates the group,
     /// starting at the oldest retained event, when it does not exist.
-    async fn read_group(&self, group: &str, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+    async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>>;
 
     /// Events of `group` delivered to some consumer but not acknowledged for
     /// `min_idle`, now handed to `consumer` (the owner probably died).
-    async fn claim_stale(&self, group: &str, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>>;
+    async fn claim_stale(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>>;
 
     /// Marks events of `group` as handled.
     async fn ack(&self, group: &str, positions: &[Position]) -> Result<()>;
@@ -101,10 +123,14 @@ pub trait EventBus: Send + Sync + 'static {
 /// filter ending in ".*" selects its whole area, any other must be equal.
 pub fn topic_matches(filters: &[String], topic: &str) -> bool {
     filters.is_empty()
-        || filters.iter().any(|filter| match filter.strip_suffix(".*") {
-            Some(area) => topic.strip_prefix(area).is_some_and(|rest| rest.starts_with('.')),
-            None => filter == topic,
-        })
+        || filters
+            .iter()
+            .any(|filter| match filter.strip_suffix(".*") {
+                Some(area) => topic
+                    .strip_prefix(area)
+                    .is_some_and(|rest| rest.starts_with('.')),
+                None => filter == topic,
+            })
 }
 
 #[cfg(test)]

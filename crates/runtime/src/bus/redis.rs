@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use cairn_contract::events::v1::ChangeEvent;
 use prost::Message;
-use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamMaxlen, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamMaxlen, StreamReadOptions,
+    StreamReadReply,
+};
 
 use super::{Delivery, EventBus, Position};
 use crate::error::{Error, Result};
@@ -47,14 +50,19 @@ impl RedisBus {
                 // Kept as an empty event so that consumers acknowledge it
                 // (no topic matches it) instead of reclaiming it forever.
                 tracing::warn!(position = %entry.id, %error, "undecodable event on the bus");
-                Some(Delivery { position, event: ChangeEvent::default() })
+                Some(Delivery {
+                    position,
+                    event: ChangeEvent::default(),
+                })
             }
         }
     }
 
     async fn ensure_group(&self, group: &str) -> Result<()> {
         let mut connection = self.connection.clone();
-        let created: redis::RedisResult<()> = connection.xgroup_create_mkstream(&self.key, group, "0").await;
+        let created: redis::RedisResult<()> = connection
+            .xgroup_create_mkstream(&self.key, group, "0")
+            .await;
         match created {
             Ok(()) => Ok(()),
             Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
@@ -87,20 +95,32 @@ impl EventBus for RedisBus {
                 &self.key,
                 StreamMaxlen::Approx(self.retention),
                 "*",
-                &[("topic", event.topic.as_bytes()), ("event", event.encode_to_vec().as_slice())],
+                &[
+                    ("topic", event.topic.as_bytes()),
+                    ("event", event.encode_to_vec().as_slice()),
+                ],
             )
             .await?;
         id.parse()
     }
 
-    async fn read(&self, after: Option<Position>, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        let start = after.map(|p| p.to_string()).unwrap_or_else(|| "0-0".to_string());
+    async fn read(
+        &self,
+        after: Option<Position>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let start = after
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "0-0".to_string());
         self.poll(wait, || {
             let mut connection = self.connection.clone();
             let start = start.clone();
             async move {
                 let options = StreamReadOptions::default().count(max);
-                let reply: Option<StreamReadReply> = connection.xread_options(&[&self.key], &[&start], &options).await?;
+                let reply: Option<StreamReadReply> = connection
+                    .xread_options(&[&self.key], &[&start], &options)
+                    .await?;
                 Ok(reply
                     .into_iter()
                     .flat_map(|reply| reply.keys)
@@ -114,8 +134,14 @@ impl EventBus for RedisBus {
 
     async fn newest(&self) -> Result<Position> {
         let mut connection = self.connection.clone();
-        let newest: Vec<(String, Vec<(String, Vec<u8>)>)> =
-            redis::cmd("XREVRANGE").arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut connection).await?;
+        let newest: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XREVRANGE")
+            .arg(&self.key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await?;
         match newest.first() {
             Some((id, _)) => id.parse(),
             None => Ok(Position::default()),
@@ -129,8 +155,11 @@ impl EventBus for RedisBus {
             // No stream yet: nothing was ever trimmed.
             return Ok(());
         }
-        let info: std::collections::HashMap<String, redis::Value> =
-            redis::cmd("XINFO").arg("STREAM").arg(&self.key).query_async(&mut connection).await?;
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.key)
+            .query_async(&mut connection)
+            .await?;
         let trimmed = info
             .get("max-deleted-entry-id")
             .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok())
@@ -144,13 +173,23 @@ impl EventBus for RedisBus {
         Ok(())
     }
 
-    async fn read_group(&self, group: &str, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+    async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
         self.ensure_group(group).await?;
         self.poll(wait, || {
             let mut connection = self.connection.clone();
             async move {
-                let options = StreamReadOptions::default().group(group, consumer).count(max);
-                let reply: Option<StreamReadReply> = connection.xread_options(&[&self.key], &[">"], &options).await?;
+                let options = StreamReadOptions::default()
+                    .group(group, consumer)
+                    .count(max);
+                let reply: Option<StreamReadReply> = connection
+                    .xread_options(&[&self.key], &[">"], &options)
+                    .await?;
                 Ok(reply
                     .into_iter()
                     .flat_map(|reply| reply.keys)
@@ -162,12 +201,25 @@ impl EventBus for RedisBus {
         .await
     }
 
-    async fn claim_stale(&self, group: &str, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Delivery>> {
+    async fn claim_stale(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>> {
         self.ensure_group(group).await?;
         let mut connection = self.connection.clone();
         let options = StreamAutoClaimOptions::default().count(max);
         let reply: StreamAutoClaimReply = connection
-            .xautoclaim_options(&self.key, group, consumer, min_idle.as_millis() as u64, "0-0", options)
+            .xautoclaim_options(
+                &self.key,
+                group,
+                consumer,
+                min_idle.as_millis() as u64,
+                "0-0",
+                options,
+            )
             .await?;
         Ok(reply.claimed.iter().filter_map(Self::decode).collect())
     }

@@ -1,0 +1,84 @@
+//! The journey service's view of the profile service: who a touchpoint's
+//! customer is, asked over gRPC.
+
+use cairn_contract::profile::v1 as profile;
+use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
+use cairn_runtime::common::CustomerReference;
+use cairn_runtime::peer::{PeerChannel, with_retry};
+use cairn_runtime::{Error, FieldViolation, Result};
+use tonic::Code;
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+/// Resolves customer references to profile ids through the profile service.
+#[derive(Clone)]
+pub struct ProfileDirectory {
+    client: ProfileServiceClient<PeerChannel>,
+}
+
+impl ProfileDirectory {
+    /// A directory calling the profile service over `channel`.
+    pub fn new(channel: PeerChannel) -> Self {
+        Self {
+            client: ProfileServiceClient::new(channel),
+        }
+    }
+
+    /// The profile id of `customer`: a profile id is followed to its merge
+    /// survivor; an identifier seen for the first time gets an anonymous
+    /// profile. `field` names the reference in errors.
+    pub async fn resolve(&self, field: &str, customer: &CustomerReference) -> Result<Uuid> {
+        let outcome = match customer {
+            CustomerReference::ProfileId(_) => with_retry(|| {
+                let mut client = self.client.clone();
+                let request = profile::GetProfileRequest {
+                    customer: Some(customer.to_proto()),
+                };
+                async move { client.get_profile(request).await }
+            })
+            .await
+            .map(|response| response.into_inner().profile),
+            CustomerReference::Identifier(identifier) => with_retry(|| {
+                let mut client = self.client.clone();
+                let request = profile::ResolveProfileRequest {
+                    identifier: Some(identifier.clone()),
+                    create_if_missing: true,
+                    ..Default::default()
+                };
+                async move { client.resolve_profile(request).await }
+            })
+            .await
+            .map(|response| response.into_inner().profile),
+        };
+        let profile = outcome.map_err(|status| peer_error(field, status))?;
+        let id = profile.map(|p| p.profile_id).unwrap_or_default();
+        Uuid::parse_str(&id)
+            .map_err(|_| Error::internal("the profile service answered without a profile id"))
+    }
+}
+
+/// The profile service's answer in this caller's terms: its field violations
+/// are re-rooted under `field`, so the caller sees the field it sent.
+fn peer_error(field: &str, status: tonic::Status) -> Error {
+    match status.code() {
+        Code::InvalidArgument => {
+            let violations: Vec<FieldViolation> = status
+                .get_details_bad_request()
+                .map(|bad_request| {
+                    bad_request
+                        .field_violations
+                        .into_iter()
+                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if violations.is_empty() {
+                Error::invalid(field, status.message().to_string())
+            } else {
+                Error::InvalidArgument(violations)
+            }
+        }
+        Code::NotFound => Error::not_found("customer", format!("in {field}")),
+        _ => Error::from(status),
+    }
+}

@@ -1,0 +1,20 @@
+//! The journey service's migrations, one file per change, each written
+//! against its own table definitions.
+
+mod m20261122_000001_create_touchpoints;
+
+use sea_orm_migration::prelude::*;
+
+/// The journey service's migrator, with its history in `journey_migrations`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_touchpoints::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "journey_migrations".into_iden()
+    }
+}

@@ -1,0 +1,9 @@
+//! The profile domain: identifiers and profiles, free of gRPC and SQL.
+
+mod identifier;
+mod profile;
+
+pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_BYTES};
+pub use profile::{
+    Attributes, MAX_ATTRIBUTES, NewProfile, Profile, ProfileIdentifier, ProfileState,
+};

@@ -1,0 +1,160 @@
+//! Wire ⇄ domain conversions of the profile service, validated once here.
+
+use cairn_contract::common::v1 as common;
+use cairn_contract::profile::v1 as pb;
+use cairn_runtime::common::{TypedValue, check_name, timestamp_to_proto};
+use cairn_runtime::{Error, Result, Violations};
+use std::collections::HashMap;
+
+use crate::domain::{
+    Attributes, Identifier, IdentifierKind, MAX_ATTRIBUTES, Profile, ProfileState,
+};
+
+/// The longest idempotency key.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Reads a wire identifier named `field`, normalised.
+pub fn identifier(
+    field: &str,
+    identifier: Option<common::Identifier>,
+    phone_region: Option<&str>,
+) -> Result<Identifier> {
+    let identifier = identifier.ok_or_else(|| Error::invalid(field, "required"))?;
+    let kind = match common::IdentifierType::try_from(identifier.r#type) {
+        Ok(common::IdentifierType::Email) => IdentifierKind::Email,
+        Ok(common::IdentifierType::PhoneNumber) => IdentifierKind::PhoneNumber,
+        Ok(common::IdentifierType::DeviceId) => IdentifierKind::DeviceId,
+        Ok(common::IdentifierType::CookieId) => IdentifierKind::CookieId,
+        Ok(common::IdentifierType::SocialHandle) => IdentifierKind::SocialHandle,
+        Ok(common::IdentifierType::CrmId) => IdentifierKind::CrmId,
+        Ok(common::IdentifierType::BillingAccountId) => IdentifierKind::BillingAccountId,
+        Ok(common::IdentifierType::Custom) => {
+            check_name(&format!("{field}.custom_type"), &identifier.custom_type)?;
+            IdentifierKind::Custom(identifier.custom_type.clone())
+        }
+        Ok(common::IdentifierType::Unspecified) => {
+            return Err(Error::invalid(
+                format!("{field}.type"),
+                "required: one of the IdentifierType values",
+            ));
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                format!("{field}.type"),
+                format!("{} is not a known IdentifierType value", identifier.r#type),
+            ));
+        }
+    };
+    if !matches!(kind, IdentifierKind::Custom(_)) && !identifier.custom_type.is_empty() {
+        return Err(Error::invalid(
+            format!("{field}.custom_type"),
+            "only for IDENTIFIER_TYPE_CUSTOM",
+        ));
+    }
+    Identifier::parse(
+        &format!("{field}.value"),
+        kind,
+        &identifier.value,
+        phone_region,
+    )
+}
+
+/// The wire form of a domain identifier.
+pub fn identifier_to_proto(identifier: &Identifier) -> common::Identifier {
+    let (kind, custom_type) = match identifier.kind() {
+        IdentifierKind::Email => (common::IdentifierType::Email, String::new()),
+        IdentifierKind::PhoneNumber => (common::IdentifierType::PhoneNumber, String::new()),
+        IdentifierKind::DeviceId => (common::IdentifierType::DeviceId, String::new()),
+        IdentifierKind::CookieId => (common::IdentifierType::CookieId, String::new()),
+        IdentifierKind::SocialHandle => (common::IdentifierType::SocialHandle, String::new()),
+        IdentifierKind::CrmId => (common::IdentifierType::CrmId, String::new()),
+        IdentifierKind::BillingAccountId => {
+            (common::IdentifierType::BillingAccountId, String::new())
+        }
+        IdentifierKind::Custom(name) => (common::IdentifierType::Custom, name.clone()),
+    };
+    common::Identifier {
+        r#type: kind as i32,
+        value: identifier.value().to_string(),
+        custom_type,
+    }
+}
+
+/// Reads a map of attributes named `field`.
+pub fn attributes(
+    field: &str,
+    wire: HashMap<String, common::Value>,
+    violations: &mut Violations,
+) -> Attributes {
+    let mut attributes = Attributes::new();
+    if wire.len() > MAX_ATTRIBUTES {
+        violations.add(field, format!("at most {MAX_ATTRIBUTES} attributes"));
+        return attributes;
+    }
+    for (name, value) in wire {
+        let entry = format!("{field}[{name}]");
+        if violations.check(check_name(&entry, &name)).is_none() {
+            continue;
+        }
+        if let Some(value) = violations.check(TypedValue::from_proto(&entry, value)) {
+            attributes.insert(name, value);
+        }
+    }
+    attributes
+}
+
+/// Reads an optional idempotency key.
+pub fn request_id(raw: String) -> Result<Option<String>> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > MAX_REQUEST_ID_BYTES {
+        return Err(Error::invalid(
+            "request_id",
+            format!("at most {MAX_REQUEST_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(Some(raw))
+}
+
+/// Reads an optional state filter.
+pub fn state_filter(raw: i32) -> Result<Option<ProfileState>> {
+    match pb::ProfileState::try_from(raw) {
+        Ok(pb::ProfileState::Unspecified) => Ok(None),
+        Ok(pb::ProfileState::Anonymous) => Ok(Some(ProfileState::Anonymous)),
+        Ok(pb::ProfileState::Known) => Ok(Some(ProfileState::Known)),
+        Err(_) => Err(Error::invalid(
+            "state",
+            format!("{raw} is not a known ProfileState value"),
+        )),
+    }
+}
+
+/// The wire form of a profile.
+pub fn profile_to_proto(profile: &Profile) -> pb::Profile {
+    pb::Profile {
+        profile_id: profile.id.to_string(),
+        state: match profile.state {
+            ProfileState::Anonymous => pb::ProfileState::Anonymous,
+            ProfileState::Known => pb::ProfileState::Known,
+        } as i32,
+        identifiers: profile
+            .identifiers
+            .iter()
+            .map(|held| pb::ProfileIdentifier {
+                identifier: Some(identifier_to_proto(&held.identifier)),
+                shared: held.shared,
+                valid_from: Some(timestamp_to_proto(held.valid_from)),
+                valid_until: held.valid_until.map(timestamp_to_proto),
+            })
+            .collect(),
+        attributes: profile
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_proto()))
+            .collect(),
+        create_time: Some(timestamp_to_proto(profile.created_at)),
+        update_time: Some(timestamp_to_proto(profile.updated_at)),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,168 @@
+//! The gRPC face of the profile service: each handler converts the request,
+//! calls the store, and converts the answer back.
+
+pub mod convert;
+
+use cairn_contract::profile::v1 as pb;
+use cairn_contract::profile::v1::profile_service_server::ProfileService;
+use cairn_runtime::auth::{ScopeTable, require_scope};
+use cairn_runtime::common::CustomerReference;
+use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::{Error, Result, Violations};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::{NewProfile, Profile};
+use crate::storage::ProfileStore;
+
+/// The protobuf name of the service.
+pub const SERVICE_NAME: &str = "cairn.profile.v1.ProfileService";
+
+/// The scope each method needs, as the contract documents it.
+pub fn scopes() -> ScopeTable {
+    ScopeTable::from_contract(SERVICE_NAME)
+}
+
+/// The gRPC handlers.
+pub struct ProfileApi {
+    store: ProfileStore,
+    phone_region: Option<String>,
+}
+
+impl ProfileApi {
+    /// Handlers over `store`; `phone_region` is the default region of phone numbers.
+    pub fn new(store: ProfileStore, phone_region: Option<String>) -> Self {
+        Self {
+            store,
+            phone_region,
+        }
+    }
+
+    /// The profile a customer reference names.
+    async fn find(&self, field: &str, customer: CustomerReference) -> Result<Profile> {
+        match customer {
+            CustomerReference::ProfileId(id) => self.store.get(id).await,
+            CustomerReference::Identifier(wire) => {
+                let identifier = convert::identifier(
+                    &format!("{field}.identifier"),
+                    Some(wire),
+                    self.phone_region.as_deref(),
+                )?;
+                self.store
+                    .find_by_identifier(&identifier)
+                    .await?
+                    .ok_or_else(|| Error::not_found("profile with", identifier.to_string()))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProfileService for ProfileApi {
+    async fn create_profile(
+        &self,
+        request: Request<pb::CreateProfileRequest>,
+    ) -> Result<Response<pb::CreateProfileResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        if request.identifiers.is_empty() {
+            violations.add("identifiers", "at least one identifier is required");
+        }
+        let identifiers: Vec<_> = request
+            .identifiers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, wire)| {
+                violations.check(convert::identifier(
+                    &format!("identifiers[{index}]"),
+                    Some(wire),
+                    self.phone_region.as_deref(),
+                ))
+            })
+            .collect();
+        let attributes = convert::attributes("attributes", request.attributes, &mut violations);
+        let request_id = violations.check(convert::request_id(request.request_id));
+        violations.finish()?;
+        let (profile, _) = self
+            .store
+            .create(NewProfile {
+                identifiers,
+                attributes,
+                anonymous: false,
+                request_id: request_id.flatten(),
+            })
+            .await?;
+        Ok(Response::new(pb::CreateProfileResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let request = request.into_inner();
+        let customer = CustomerReference::from_proto("customer", request.customer)?;
+        let profile = self.find("customer", customer).await?;
+        Ok(Response::new(pb::GetProfileResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn list_profiles(
+        &self,
+        request: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(decode_token(&request.page_token));
+        let state = violations.check(convert::state_filter(request.state));
+        violations.finish()?;
+        let (Some(limit), Some(after), Some(state)) = (limit, after, state) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let page = self.store.list(limit, after, state).await?;
+        Ok(Response::new(pb::ListProfilesResponse {
+            profiles: page
+                .profiles
+                .iter()
+                .map(convert::profile_to_proto)
+                .collect(),
+            next_page_token: page
+                .next
+                .map(|position| encode_token(&position))
+                .unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+
+    async fn resolve_profile(
+        &self,
+        request: Request<pb::ResolveProfileRequest>,
+    ) -> Result<Response<pb::ResolveProfileResponse>, Status> {
+        if request.get_ref().create_if_missing {
+            require_scope(&request, "profile.write")?;
+        }
+        let request = request.into_inner();
+        let identifier = convert::identifier(
+            "identifier",
+            request.identifier,
+            self.phone_region.as_deref(),
+        )?;
+        let (profile, created) = self
+            .store
+            .resolve(&identifier, request.create_if_missing)
+            .await?;
+        Ok(Response::new(pb::ResolveProfileResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+            created,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Parses a profile id named `field`.
+pub fn profile_id(field: &str, raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::invalid(field, "must be a UUID"))
+}

@@ -1,0 +1,111 @@
+//! The rows of the profile service's tables, as sea-orm entities.
+
+/// `profile_profiles`: one row per profile.
+pub mod profile {
+    use sea_orm::entity::prelude::*;
+
+    /// A profile row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_profiles")]
+    pub struct Model {
+        /// The profile id (UUID text).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// "anonymous" or "known".
+        pub state: String,
+        /// Attributes as JSON (`{"name": {"string": "x"}}`).
+        pub attributes: Json,
+        /// Creation time.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_identifiers`: every identifier a profile holds or held.
+pub mod identifier {
+    use sea_orm::entity::prelude::*;
+
+    /// An identifier row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_identifiers")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The owning profile.
+        pub profile_id: String,
+        /// The kind's stored name.
+        pub kind: String,
+        /// The normalised value.
+        pub value: String,
+        /// Shared by several people.
+        pub shared: bool,
+        /// Held since.
+        pub valid_from: DateTimeUtc,
+        /// Held until (released), or null.
+        pub valid_until: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_requests`: idempotency keys of CreateProfile.
+pub mod request {
+    use sea_orm::entity::prelude::*;
+
+    /// A request row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_requests")]
+    pub struct Model {
+        /// The caller's key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        /// The profile the first call created.
+        pub profile_id: String,
+        /// When.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_erasures`: erasure requests, received and completed.
+pub mod erasure {
+    use sea_orm::entity::prelude::*;
+
+    /// An erasure row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_erasures")]
+    pub struct Model {
+        /// The request id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The erased profile.
+        pub profile_id: String,
+        /// When the request arrived.
+        pub received_at: DateTimeUtc,
+        /// When this service finished erasing.
+        pub completed_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

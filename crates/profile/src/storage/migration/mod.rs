@@ -1,0 +1,22 @@
+//! The profile service's migrations, one file per change, each written
+//! against its own table definitions (never the live entities), so that a
+//! later entity change cannot rewrite history.
+
+mod m20261122_000001_create_profile_tables;
+
+use sea_orm_migration::prelude::*;
+
+/// The profile service's migrator. Its history lives in its own table,
+/// `profile_migrations`, so the four services can share one database.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_profile_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "profile_migrations".into_iden()
+    }
+}
