@@ -7,6 +7,7 @@
 //! administrative URL; default `postgres://postgres@127.0.0.1:5432/test`) and
 //! `CAIRN_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When one is
 //! missing, a test fails at once saying which, instead of hanging.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod telemetry;
 

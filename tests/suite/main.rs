@@ -1,5 +1,6 @@
 //! Cairn's integration tests: one binary, a module per behaviour, each test
 //! with its own suite, database and Redis prefix.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod auth;
 mod contract;

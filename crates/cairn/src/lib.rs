@@ -106,3 +106,32 @@ pub async fn migrate_service(service: ServiceKind, settings: &Settings) -> Resul
         ServiceKind::Feedback => cairn_feedback::migrate(settings).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cairn_runtime::Settings;
+
+    /// The README's configuration table documents every setting.
+    #[test]
+    fn the_readme_documents_every_setting() {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let readme = include_str!("../../../README.md");
+        let command = <Only as clap::CommandFactory>::command();
+        for argument in command.get_arguments() {
+            if let Some(env) = argument.get_env() {
+                let env = env.to_string_lossy();
+                assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
+            }
+            if let Some(long) = argument.get_long() {
+                assert!(
+                    readme.contains(&format!("`--{long}`")),
+                    "README lacks --{long}"
+                );
+            }
+        }
+    }
+}

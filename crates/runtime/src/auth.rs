@@ -111,9 +111,8 @@ impl Verifier {
         }
         let mut keys = Vec::new();
         let configure = |mut validation: Validation| {
-            match &settings.auth_issuer {
-                Some(issuer) => validation.set_issuer(&[issuer]),
-                None => {}
+            if let Some(issuer) = &settings.auth_issuer {
+                validation.set_issuer(&[issuer]);
             }
             match &settings.auth_audience {
                 Some(audience) => validation.set_audience(&[audience]),
@@ -303,10 +302,10 @@ impl ServiceCredentials {
                 let mut cached = cached
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if let Some((token, expires)) = cached.as_ref() {
-                    if *expires > now + 60 {
-                        return Some(format!("Bearer {token}"));
-                    }
+                if let Some((token, expires)) = cached.as_ref()
+                    && *expires > now + 60
+                {
+                    return Some(format!("Bearer {token}"));
                 }
                 let ttl = Duration::from_secs(600);
                 let token = mint_token(

@@ -24,17 +24,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// so that concurrent writers wait instead of failing.
 pub async fn connect(url: &SecretString, max_connections: u32) -> Result<DatabaseConnection> {
     let url = url.expose_secret();
-    if let Some(path) = sqlite_path(url) {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|error| {
-                    Error::Unavailable(format!(
-                        "cannot create the data folder {}: {error}",
-                        parent.display()
-                    ))
-                })?;
-            }
-        }
+    let folder = sqlite_path(url)
+        .and_then(|path| std::path::Path::new(path).parent())
+        .filter(|parent| !parent.as_os_str().is_empty());
+    if let Some(folder) = folder {
+        std::fs::create_dir_all(folder).map_err(|error| {
+            Error::Unavailable(format!(
+                "cannot create the data folder {}: {error}",
+                folder.display()
+            ))
+        })?;
     }
     let mut options = ConnectOptions::new(url.to_string());
     options

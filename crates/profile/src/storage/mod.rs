@@ -53,13 +53,12 @@ impl ProfileStore {
     /// Creates a profile. ALREADY_EXISTS when an identifier belongs to
     /// another profile; a repeated `request_id` returns the first profile.
     pub async fn create(&self, new: NewProfile) -> Result<(Profile, bool)> {
-        if let Some(request_id) = &new.request_id {
-            if let Some(existing) = request::Entity::find_by_id(request_id.clone())
+        if let Some(request_id) = &new.request_id
+            && let Some(existing) = request::Entity::find_by_id(request_id.clone())
                 .one(&self.db)
                 .await?
-            {
-                return Ok((self.get(parse_id(&existing.profile_id)?).await?, false));
-            }
+        {
+            return Ok((self.get(parse_id(&existing.profile_id)?).await?, false));
         }
         let transaction = self.db.begin().await?;
         let now = Utc::now();

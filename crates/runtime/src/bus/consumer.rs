@@ -116,18 +116,16 @@ async fn handle_all(
     for delivery in deliveries {
         let wanted =
             !delivery.event.topic.is_empty() && topic_matches(topics, &delivery.event.topic);
-        if wanted {
-            if let Err(error) = handler.handle(&delivery.event).await {
-                // Left pending: reclaimed and retried after min_idle.
-                tracing::warn!(
-                    group,
-                    event_id = %delivery.event.event_id,
-                    topic = %delivery.event.topic,
-                    %error,
-                    "handling an event failed; it will be retried"
-                );
-                continue;
-            }
+        if wanted && let Err(error) = handler.handle(&delivery.event).await {
+            // Left pending: reclaimed and retried after min_idle.
+            tracing::warn!(
+                group,
+                event_id = %delivery.event.event_id,
+                topic = %delivery.event.topic,
+                %error,
+                "handling an event failed; it will be retried"
+            );
+            continue;
         }
         handled.push(delivery.position);
     }

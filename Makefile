@@ -1,0 +1,56 @@
+# Cairn: `make help` lists the targets.
+#
+# Tools the targets need (buf, the manifest validators) are installed by the
+# targets themselves into .tools/, which git ignores.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+TOOLS := $(CURDIR)/.tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+
+export CAIRN_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export CAIRN_TEST_REDIS_URL ?= redis://127.0.0.1:6379
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Build and start the whole suite on embedded defaults (SQLite files in data/, in-process bus and sessions, authentication off).
+	CAIRN_AUTH_DISABLED=true cargo run --bin cairn -- serve
+
+.PHONY: build
+build: ## Build the cairn binary (release).
+	cargo build --release --bin cairn
+
+.PHONY: test
+test: ## Run every test against real PostgreSQL and Redis (checks they answer first).
+	@./scripts/check-services.sh
+	@./scripts/drop-test-databases.sh
+	@if command -v cargo-nextest >/dev/null; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+.PHONY: lint
+lint: $(BUF) ## Formatting, clippy, buf lint and buf breaking against main.
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(BUF) lint proto
+	$(BUF) format proto --diff --exit-code
+	BUF=$(BUF) ./scripts/buf-breaking.sh
+
+$(BUF):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
+
+.PHONY: tools
+tools: $(BUF) ## Install the project-local tools into .tools/.
+
+.PHONY: clean
+clean: ## Remove build output and local data.
+	cargo clean
+	rm -rf data
