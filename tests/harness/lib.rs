@@ -320,10 +320,32 @@ impl TestApp {
         }
     }
 
-    /// Stops the suite and drops the test's database.
+    /// Stops the suite, drops the test's database and deletes its Redis keys.
     pub async fn stop(mut self) {
         self.stop_services().await;
         self.database.drop_database().await;
+        delete_redis_prefix(&self.redis_prefix).await;
+    }
+}
+
+/// Deletes every Redis key under `prefix` (best effort: a leftover is harmless).
+pub async fn delete_redis_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<i64> = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await;
     }
 }
 

@@ -80,3 +80,54 @@ async fn an_oversized_message_is_resource_exhausted() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn calls_beyond_the_in_flight_limit_are_shed() {
+    use cairn_contract::profile::v1::CreateProfileResponse;
+    use cairn_runtime::ServiceKind;
+    use cairn_tests::{Options, spawn_app_with};
+
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Profile],
+        adjust: Box::new(|settings| settings.max_in_flight = 1),
+        ..Default::default()
+    })
+    .await;
+    // One call held open takes the only slot.
+    let token = format!("Bearer {}", app.token(&["profile.write"]));
+    let mut grpc = tonic::client::Grpc::new(app.channel(ServiceKind::Profile).await);
+    grpc.ready().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<CreateProfileRequest>(1);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    request
+        .metadata_mut()
+        .insert("authorization", token.parse().unwrap());
+    let held = tokio::spawn(async move {
+        let codec =
+            tonic_prost::ProstCodec::<CreateProfileRequest, CreateProfileResponse>::default();
+        let path =
+            http::uri::PathAndQuery::from_static("/cairn.profile.v1.ProfileService/CreateProfile");
+        grpc.client_streaming(request, path, codec).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let mut profile = app.profile().await;
+    let status = profile
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("capacity"),
+        "{}",
+        status.message()
+    );
+
+    drop(sender);
+    let _ = held.await.unwrap();
+    profile
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .expect("the slot is free again");
+    app.stop().await;
+}
