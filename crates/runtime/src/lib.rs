@@ -15,6 +15,7 @@
 //! - [`storage`]: database connections and migrations.
 //! - [`pagination`]: page sizes and page tokens.
 //! - [`common`]: the contract's common types as domain types.
+//! - [`rules`]: CEL rules (segments, stage conditions, eligibility).
 
 pub mod auth;
 pub mod bus;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pagination;
 pub mod peer;
+pub mod rules;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

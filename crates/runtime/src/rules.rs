@@ -1,0 +1,195 @@
+//! Rules in CEL, the Common Expression Language: dynamic segments, journey
+//! stage conditions and action eligibility all use this one language, with a
+//! maintained Rust implementation (the `cel` crate) instead of one of our own.
+//!
+//! A rule is checked once, when it is defined: it must parse (the error says
+//! where it does not) and may only name the variables its use offers (a typo
+//! such as `atributes` is refused then, not silently false forever).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Longest rule source accepted.
+pub const MAX_RULE_BYTES: usize = 4096;
+
+/// A compiled rule.
+#[derive(Clone)]
+pub struct Rule {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Rule {
+    /// Compiles `source`, which may name only `variables`. Errors are
+    /// INVALID_ARGUMENT on `field`, with the line and column of a syntax error.
+    pub fn compile(field: &str, source: &str, variables: &[&str]) -> Result<Self> {
+        if source.trim().is_empty() {
+            return Err(Error::invalid(field, "required: a CEL expression"));
+        }
+        if source.len() > MAX_RULE_BYTES {
+            return Err(Error::invalid(
+                field,
+                format!("at most {MAX_RULE_BYTES} bytes"),
+            ));
+        }
+        let program = match std::panic::catch_unwind(|| cel::Program::compile(source)) {
+            Ok(Ok(program)) => program,
+            Ok(Err(errors)) => {
+                let description = errors
+                    .errors
+                    .first()
+                    .map(|error| {
+                        format!(
+                            "does not parse at line {}, column {}: {}",
+                            error.pos.0,
+                            error.pos.1 + 1,
+                            error.msg
+                        )
+                    })
+                    .unwrap_or_else(|| "does not parse".to_string());
+                return Err(Error::invalid(field, description));
+            }
+            Err(_) => return Err(Error::invalid(field, "does not parse")),
+        };
+        let unknown: Vec<String> = program
+            .references()
+            .variables()
+            .into_iter()
+            .filter(|name| !variables.contains(name))
+            .map(str::to_string)
+            .collect();
+        // Comprehension variables (`x` in `list.exists(x, x > 1)`) are
+        // references too; they are bound inside the rule, so allow names the
+        // source introduces as the first argument of a macro.
+        let unknown: Vec<String> = unknown
+            .into_iter()
+            .filter(|name| !binds(source, name))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "names unknown variables {}; a rule here may use {}",
+                    unknown.join(", "),
+                    variables.join(", ")
+                ),
+            ));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// The rule as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the rule with `variables` (a JSON object of name → value).
+    /// A rule that does not yield a boolean, or fails on these values (a
+    /// missing key, a type mismatch), is an error naming why.
+    pub fn evaluate(
+        &self,
+        variables: &serde_json::Map<String, serde_json::Value>,
+    ) -> std::result::Result<bool, String> {
+        let mut context = cel::Context::default();
+        for (name, value) in variables {
+            let value =
+                cel::to_value(value).map_err(|error| format!("variable {name}: {error}"))?;
+            context.add_variable_from_value(name.clone(), value);
+        }
+        match self.program.execute(&context) {
+            Ok(cel::Value::Bool(outcome)) => Ok(outcome),
+            Ok(other) => Err(format!(
+                "the rule yields {:?}, not a boolean",
+                other.type_of()
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+fn binds(source: &str, name: &str) -> bool {
+    ["exists(", "all(", "exists_one(", "map(", "filter("]
+        .iter()
+        .any(|macro_call| {
+            source.contains(&format!("{macro_call}{name},"))
+                || source.contains(&format!("{macro_call}{name} ,"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn variables(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_rule_evaluates_over_its_variables() {
+        let rule = Rule::compile(
+            "rule",
+            "attributes.plan == 'gold' && attributes.tenure_months > 12",
+            &["attributes"],
+        )
+        .unwrap();
+        assert!(
+            rule.evaluate(&variables(
+                json!({"attributes": {"plan": "gold", "tenure_months": 24}})
+            ))
+            .unwrap()
+        );
+        assert!(
+            !rule
+                .evaluate(&variables(
+                    json!({"attributes": {"plan": "basic", "tenure_months": 24}})
+                ))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_position() {
+        let error = Rule::compile("rule", "attributes.plan == ", &["attributes"]).unwrap_err();
+        let Error::InvalidArgument(violations) = error else {
+            panic!("not invalid")
+        };
+        assert_eq!(violations[0].field, "rule");
+        assert!(
+            violations[0].description.contains("line 1, column"),
+            "{}",
+            violations[0].description
+        );
+    }
+
+    #[test]
+    fn unknown_variables_are_refused_and_bound_ones_allowed() {
+        assert!(Rule::compile("rule", "atributes.plan == 'gold'", &["attributes"]).is_err());
+        let rule = Rule::compile("rule", "segments.exists(s, s == 'vip')", &["segments"]).unwrap();
+        assert!(
+            rule.evaluate(&variables(json!({"segments": ["vip"]})))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_rule_that_is_not_boolean_fails_evaluation() {
+        let rule = Rule::compile("rule", "attributes.plan", &["attributes"]).unwrap();
+        assert!(
+            rule.evaluate(&variables(json!({"attributes": {"plan": "x"}})))
+                .is_err()
+        );
+    }
+}
