@@ -1,9 +1,11 @@
 //! The profile domain: identifiers and profiles, free of gRPC and SQL.
 
 mod identifier;
+mod merge;
 mod profile;
 
 pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_BYTES};
+pub use merge::MergeRule;
 pub use profile::{
     Attributes, MAX_ATTRIBUTES, NewProfile, Profile, ProfileIdentifier, ProfileState,
 };

@@ -19,6 +19,10 @@ pub mod profile {
         pub created_at: DateTimeUtc,
         /// Last change.
         pub updated_at: DateTimeUtc,
+        /// The survivor this profile was merged into, if it was.
+        pub merged_into: Option<String>,
+        /// When each attribute was last observed (`{"plan": "2026-…"}`).
+        pub attribute_times: Option<Json>,
     }
 
     /// No relations are navigated through the ORM.
@@ -101,6 +105,38 @@ pub mod erasure {
         pub received_at: DateTimeUtc,
         /// When this service finished erasing.
         pub completed_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_merges`: the reversible merge log.
+pub mod merge {
+    use sea_orm::entity::prelude::*;
+
+    /// A merge row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_merges")]
+    pub struct Model {
+        /// The merge id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The profile that survived.
+        pub survivor_id: String,
+        /// The profile merged into it.
+        pub merged_id: String,
+        /// Why ("explicit", "identify", ...).
+        pub reason: String,
+        /// When.
+        pub created_at: DateTimeUtc,
+        /// What the merge moved, for undoing it.
+        pub snapshot: Json,
+        /// When it was undone, if it was.
+        pub undone_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through the ORM.

@@ -2,7 +2,10 @@
 //! SQLite, every write in one transaction with its change events.
 
 mod entity;
+mod merge;
 pub mod migration;
+
+pub use merge::{IdentifyOutcome, MergeRecord};
 
 use cairn_contract::events::v1::change_event::Payload;
 use cairn_contract::events::v1::{ProfileCreated, ProfileErased};
@@ -72,8 +75,12 @@ impl ProfileStore {
             id: Set(id.to_string()),
             state: Set(state.storage_name().into()),
             attributes: Set(attributes_to_json(&new.attributes)?),
+            attribute_times: Set(Some(times_to_json(
+                new.attributes.keys().map(|name| (name.clone(), now)),
+            ))),
             created_at: Set(now),
             updated_at: Set(now),
+            merged_into: Set(None),
         }
         .insert(&transaction)
         .await?;
@@ -129,12 +136,11 @@ impl ProfileStore {
         Ok((self.get(id).await?, true))
     }
 
-    /// The profile `id`; NOT_FOUND when there is none.
+    /// The profile `id`, or the survivor it was merged into; NOT_FOUND when
+    /// there is none.
     pub async fn get(&self, id: Uuid) -> Result<Profile> {
-        let row = profile::Entity::find_by_id(id.to_string())
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("profile", id.to_string()))?;
+        let row = live_row(&self.db, id).await?;
+        let id = parse_id(&row.id)?;
         let identifiers = identifier::Entity::find()
             .filter(identifier::Column::ProfileId.eq(id.to_string()))
             .order_by_asc(identifier::Column::Id)
@@ -194,6 +200,7 @@ impl ProfileStore {
         state: Option<ProfileState>,
     ) -> Result<ProfilePage> {
         let mut query = profile::Entity::find()
+            .filter(profile::Column::MergedInto.is_null())
             .order_by_asc(profile::Column::CreatedAt)
             .order_by_asc(profile::Column::Id)
             .limit(limit + 1);
@@ -278,11 +285,58 @@ impl ProfileStore {
     }
 }
 
-fn unique_violation(error: &DbErr) -> bool {
+/// The live row of profile `id`, following merges to the survivor.
+pub(crate) async fn live_row(db: &impl ConnectionTrait, id: Uuid) -> Result<profile::Model> {
+    let mut current = id.to_string();
+    // A chain longer than this would mean a cycle, which merges never make.
+    for _ in 0..32 {
+        let row = profile::Entity::find_by_id(current.clone())
+            .one(db)
+            .await?
+            .ok_or_else(|| Error::not_found("profile", id.to_string()))?;
+        match &row.merged_into {
+            Some(survivor) => current = survivor.clone(),
+            None => return Ok(row),
+        }
+    }
+    Err(Error::internal(format!(
+        "the merge chain of profile {id} does not end"
+    )))
+}
+
+pub(crate) fn times_to_json(
+    times: impl Iterator<Item = (String, DateTime<Utc>)>,
+) -> serde_json::Value {
+    serde_json::Value::Object(
+        times
+            .map(|(name, time)| (name, serde_json::Value::String(time.to_rfc3339())))
+            .collect(),
+    )
+}
+
+pub(crate) fn times_from_json(
+    json: Option<&serde_json::Value>,
+    fallback: DateTime<Utc>,
+    names: impl Iterator<Item = String>,
+) -> std::collections::BTreeMap<String, DateTime<Utc>> {
+    names
+        .map(|name| {
+            let time = json
+                .and_then(|json| json.get(&name))
+                .and_then(|value| value.as_str())
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.with_timezone(&Utc))
+                .unwrap_or(fallback);
+            (name, time)
+        })
+        .collect()
+}
+
+pub(crate) fn unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-fn parse_id(text: &str) -> Result<Uuid> {
+pub(crate) fn parse_id(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text)
         .map_err(|_| Error::internal(format!("stored profile id {text} is not a UUID")))
 }
@@ -296,11 +350,14 @@ fn parse_position(position: &str) -> Result<(DateTime<Utc>, String)> {
     Ok((time, id.to_string()))
 }
 
-fn attributes_to_json(attributes: &Attributes) -> Result<serde_json::Value> {
+pub(crate) fn attributes_to_json(attributes: &Attributes) -> Result<serde_json::Value> {
     serde_json::to_value(attributes).map_err(Error::internal)
 }
 
-fn to_profile(row: profile::Model, identifiers: Vec<identifier::Model>) -> Result<Profile> {
+pub(crate) fn to_profile(
+    row: profile::Model,
+    identifiers: Vec<identifier::Model>,
+) -> Result<Profile> {
     let attributes: Attributes = serde_json::from_value(row.attributes).map_err(Error::internal)?;
     let identifiers = identifiers
         .into_iter()

@@ -3,6 +3,7 @@
 //! later entity change cannot rewrite history.
 
 mod m20261122_000001_create_profile_tables;
+mod m20261122_000002_add_merges;
 
 use sea_orm_migration::prelude::*;
 
@@ -13,7 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_profile_tables::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_profile_tables::Migration),
+            Box::new(m20261122_000002_add_merges::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
