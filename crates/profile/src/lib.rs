@@ -46,6 +46,16 @@ impl Readiness for DatabaseReady {
     }
 }
 
+/// The keyed hash of erased identifiers: the configured suppression key,
+/// else the token key, else (authentication off: a local trial) a fixed one.
+fn suppressor(settings: &Settings) -> storage::Suppressor {
+    let key = settings.suppression_key.clone().or_else(|| settings.auth_hs256_key.clone()).unwrap_or_else(|| {
+        tracing::warn!("no CAIRN_SUPPRESSION_KEY or CAIRN_AUTH_HS256_KEY: erased identifiers are hashed with a fixed local-trial key");
+        secrecy::SecretString::from("cairn-local-trial-suppression-key")
+    });
+    storage::Suppressor::new(key)
+}
+
 /// Connects the service to its stores, starts its background work (the
 /// outbox relay), and returns what the runtime serves.
 pub async fn start(shared: &Shared) -> Result<ServiceParts> {
@@ -56,7 +66,7 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("profile_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
-    let store = ProfileStore::new(db.clone(), outbox);
+    let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));
     let api = grpc::ProfileApi::new(store, settings.default_phone_region.clone());
     let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);
     Ok(ServiceParts {

@@ -130,6 +130,12 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<SecretString>,
 
+    /// Key of the keyed hashes that erasure leaves of a person's identifiers
+    /// (suppression records). Unset: the HS256 token key, or a fixed local
+    /// trial key when authentication is off.
+    #[arg(long, env = "CAIRN_SUPPRESSION_KEY", hide_env_values = true)]
+    pub suppression_key: Option<SecretString>,
+
     /// Region (ISO 3166 alpha-2, for example `SE`) of phone numbers written
     /// without a country code; unset means such numbers are refused.
     #[arg(long, env = "CAIRN_DEFAULT_PHONE_REGION")]

@@ -145,3 +145,29 @@ pub mod merge {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_suppressions`: keyed hashes of erased people's identifiers.
+pub mod suppression {
+    use sea_orm::entity::prelude::*;
+
+    /// A suppression row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_suppressions")]
+    pub struct Model {
+        /// HMAC-SHA256 of the identifier's kind and value, hex.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub identifier_hash: String,
+        /// The erasure that left it.
+        pub erasure_id: String,
+        /// When.
+        pub created_at: DateTimeUtc,
+        /// When the operator lifted it, if they did.
+        pub lifted_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -2,13 +2,15 @@
 //! SQLite, every write in one transaction with its change events.
 
 mod entity;
+mod erasure;
 mod merge;
 pub mod migration;
 
+pub use erasure::{Erasure, Suppressor};
 pub use merge::{IdentifyOutcome, MergeRecord};
 
+use cairn_contract::events::v1::ProfileCreated;
 use cairn_contract::events::v1::change_event::Payload;
-use cairn_contract::events::v1::{ProfileCreated, ProfileErased};
 use cairn_runtime::outbox::{self, Outbox};
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -22,7 +24,7 @@ use uuid::Uuid;
 use crate::domain::{
     Attributes, Identifier, IdentifierKind, NewProfile, Profile, ProfileIdentifier, ProfileState,
 };
-use entity::{erasure, identifier, profile, request};
+use entity::{identifier, profile, request};
 
 /// The name this service publishes under.
 const SOURCE: &str = "profile";
@@ -32,6 +34,7 @@ const SOURCE: &str = "profile";
 pub struct ProfileStore {
     db: DatabaseConnection,
     outbox: Outbox,
+    suppressor: Suppressor,
 }
 
 /// One page of profiles.
@@ -43,9 +46,14 @@ pub struct ProfilePage {
 }
 
 impl ProfileStore {
-    /// A store on `db`, writing change events to `outbox`.
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    /// A store on `db`, writing change events to `outbox` and hashing
+    /// erased identifiers with `suppressor`.
+    pub fn new(db: DatabaseConnection, outbox: Outbox, suppressor: Suppressor) -> Self {
+        Self {
+            db,
+            outbox,
+            suppressor,
+        }
     }
 
     /// The database, for readiness checks.
@@ -63,6 +71,7 @@ impl ProfileStore {
         {
             return Ok((self.get(parse_id(&existing.profile_id)?).await?, false));
         }
+        self.suppressor.check(&self.db, &new.identifiers).await?;
         let transaction = self.db.begin().await?;
         let now = Utc::now();
         let id = Uuid::now_v7();
@@ -240,48 +249,6 @@ impl ProfileStore {
             profiles.push(to_profile(row, own)?);
         }
         Ok(ProfilePage { profiles, next })
-    }
-
-    /// Erases profile `id`: its rows go, an erasure record stays (times only),
-    /// and a `profile.erased` event tells the other services to erase theirs.
-    pub async fn erase(&self, id: Uuid) -> Result<String> {
-        let transaction = self.db.begin().await?;
-        let exists = profile::Entity::find_by_id(id.to_string())
-            .one(&transaction)
-            .await?;
-        if exists.is_none() {
-            return Err(Error::not_found("profile", id.to_string()));
-        }
-        let now = Utc::now();
-        let erasure_id = Uuid::now_v7().to_string();
-        identifier::Entity::delete_many()
-            .filter(identifier::Column::ProfileId.eq(id.to_string()))
-            .exec(&transaction)
-            .await?;
-        profile::Entity::delete_by_id(id.to_string())
-            .exec(&transaction)
-            .await?;
-        erasure::ActiveModel {
-            id: Set(erasure_id.clone()),
-            profile_id: Set(id.to_string()),
-            received_at: Set(now),
-            completed_at: Set(Some(now)),
-        }
-        .insert(&transaction)
-        .await?;
-        let event = outbox::event(
-            SOURCE,
-            "profile.erased",
-            &id.to_string(),
-            Payload::ProfileErased(ProfileErased {
-                merged_profile_ids: Vec::new(),
-                erasure_request_id: erasure_id.clone(),
-            }),
-        );
-        self.outbox.enqueue(&transaction, &event).await?;
-        transaction.commit().await?;
-        self.outbox.committed();
-        Ok(erasure_id)
     }
 }
 

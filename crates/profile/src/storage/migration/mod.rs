@@ -4,6 +4,7 @@
 
 mod m20261122_000001_create_profile_tables;
 mod m20261122_000002_add_merges;
+mod m20261122_000003_add_suppressions;
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_profile_tables::Migration),
             Box::new(m20261122_000002_add_merges::Migration),
+            Box::new(m20261122_000003_add_suppressions::Migration),
         ]
     }
 
