@@ -1,9 +1,13 @@
 //! The profile domain: identifiers and profiles, free of gRPC and SQL.
 
+mod consent;
 mod identifier;
 mod merge;
 mod profile;
 
+pub use consent::{
+    ConsentAnswer, ContactDecision, ContactReason, Preferences, Purpose, may_contact,
+};
 pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_BYTES};
 pub use merge::MergeRule;
 pub use profile::{
