@@ -8,4 +8,5 @@ mod contract;
 mod events;
 mod lifecycle;
 mod limits;
+mod profiles;
 mod tracing_context;

@@ -243,7 +243,7 @@ mod tests {
             Some("2026-06-01T00:00:00Z"),
         );
         assert_eq!(
-            may_contact(&[yes.clone()], &preferences, &marketing, 9, now).reason,
+            may_contact(std::slice::from_ref(&yes), &preferences, &marketing, 9, now).reason,
             ContactReason::NoConsent,
             "expired"
         );

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use crate::domain::{
     Attributes, Identifier, IdentifierKind, MAX_ATTRIBUTES, Profile, ProfileState,
 };
+use crate::storage::{Erasure, MergeRecord};
 
 /// The longest idempotency key.
 const MAX_REQUEST_ID_BYTES: usize = 128;
@@ -156,5 +157,31 @@ pub fn profile_to_proto(profile: &Profile) -> pb::Profile {
         create_time: Some(timestamp_to_proto(profile.created_at)),
         update_time: Some(timestamp_to_proto(profile.updated_at)),
         ..Default::default()
+    }
+}
+
+/// The wire form of a merge.
+pub fn merge_to_proto(merge: &MergeRecord) -> pb::Merge {
+    pb::Merge {
+        merge_id: merge.id.to_string(),
+        survivor_profile_id: merge.survivor_id.to_string(),
+        merged_profile_id: merge.merged_id.to_string(),
+        reason: merge.reason.clone(),
+        create_time: Some(timestamp_to_proto(merge.created_at)),
+        undo_time: merge.undone_at.map(timestamp_to_proto),
+    }
+}
+
+/// The wire form of an erasure request.
+pub fn erasure_to_proto(erasure: &Erasure) -> pb::ErasureRequest {
+    pb::ErasureRequest {
+        erasure_request_id: erasure.id.to_string(),
+        receive_time: Some(timestamp_to_proto(erasure.received_at)),
+        complete_time: erasure.completed_at.map(timestamp_to_proto),
+        profile_ids: erasure
+            .profile_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }

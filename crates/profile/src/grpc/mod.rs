@@ -12,7 +12,7 @@ use cairn_runtime::{Error, Result, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{NewProfile, Profile};
+use crate::domain::{MergeRule, NewProfile, Profile};
 use crate::storage::ProfileStore;
 
 /// The protobuf name of the service.
@@ -27,7 +27,13 @@ pub fn scopes() -> ScopeTable {
 pub struct ProfileApi {
     store: ProfileStore,
     phone_region: Option<String>,
+    merge_rule: MergeRule,
 }
+
+/// Most identifiers one identify call may link.
+const MAX_IDENTIFY: usize = 20;
+/// Longest merge reason.
+const MAX_REASON_BYTES: usize = 256;
 
 impl ProfileApi {
     /// Handlers over `store`; `phone_region` is the default region of phone numbers.
@@ -35,6 +41,7 @@ impl ProfileApi {
         Self {
             store,
             phone_region,
+            merge_rule: MergeRule::default(),
         }
     }
 
@@ -160,9 +167,139 @@ impl ProfileService for ProfileApi {
             ..Default::default()
         }))
     }
+
+    async fn identify_profile(
+        &self,
+        request: Request<pb::IdentifyProfileRequest>,
+    ) -> Result<Response<pb::IdentifyProfileResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        if request.identifiers.is_empty() || request.identifiers.len() > MAX_IDENTIFY {
+            violations.add(
+                "identifiers",
+                format!("between 1 and {MAX_IDENTIFY} identifiers"),
+            );
+        }
+        let identifiers: Vec<_> = request
+            .identifiers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, wire)| {
+                violations.check(convert::identifier(
+                    &format!("identifiers[{index}]"),
+                    Some(wire),
+                    self.phone_region.as_deref(),
+                ))
+            })
+            .collect();
+        violations.finish()?;
+        let outcome = self.store.identify(&identifiers, &self.merge_rule).await?;
+        Ok(Response::new(pb::IdentifyProfileResponse {
+            profile: Some(convert::profile_to_proto(&outcome.profile)),
+            created: outcome.created,
+            merges: outcome.merges.iter().map(convert::merge_to_proto).collect(),
+            refused_merges: outcome
+                .refused
+                .into_iter()
+                .map(|(profile_id, reason)| pb::RefusedMerge {
+                    profile_id: profile_id.to_string(),
+                    reason,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn merge_profiles(
+        &self,
+        request: Request<pb::MergeProfilesRequest>,
+    ) -> Result<Response<pb::MergeProfilesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let survivor = violations.check(profile_id(
+            "survivor_profile_id",
+            &request.survivor_profile_id,
+        ));
+        let merged = violations.check(profile_id("merged_profile_id", &request.merged_profile_id));
+        if request.reason.trim().is_empty() || request.reason.len() > MAX_REASON_BYTES {
+            violations.add(
+                "reason",
+                format!("required, at most {MAX_REASON_BYTES} bytes: why, for the merge log"),
+            );
+        }
+        violations.finish()?;
+        let (Some(survivor), Some(merged)) = (survivor, merged) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let merge = self
+            .store
+            .merge(survivor, merged, request.reason.trim())
+            .await?;
+        let profile = self.store.get(merge.survivor_id).await?;
+        Ok(Response::new(pb::MergeProfilesResponse {
+            merge: Some(convert::merge_to_proto(&merge)),
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn unmerge_profile(
+        &self,
+        request: Request<pb::UnmergeProfileRequest>,
+    ) -> Result<Response<pb::UnmergeProfileResponse>, Status> {
+        let merge_id = uuid_field("merge_id", &request.into_inner().merge_id)?;
+        let (survivor, restored) = self.store.unmerge(merge_id).await?;
+        Ok(Response::new(pb::UnmergeProfileResponse {
+            survivor: Some(convert::profile_to_proto(&survivor)),
+            restored: Some(convert::profile_to_proto(&restored)),
+        }))
+    }
+
+    async fn list_merges(
+        &self,
+        request: Request<pb::ListMergesRequest>,
+    ) -> Result<Response<pb::ListMergesResponse>, Status> {
+        let id = profile_id("profile_id", &request.into_inner().profile_id)?;
+        let merges = self.store.merges_of(id).await?;
+        Ok(Response::new(pb::ListMergesResponse {
+            merges: merges.iter().map(convert::merge_to_proto).collect(),
+        }))
+    }
+
+    async fn erase_personal_data(
+        &self,
+        request: Request<pb::ErasePersonalDataRequest>,
+    ) -> Result<Response<pb::ErasePersonalDataResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let erasure = self.store.erase(profile.id).await?;
+        tracing::info!(erasure_request_id = %erasure.id, profiles = erasure.profile_ids.len(), "erased a person");
+        Ok(Response::new(pb::ErasePersonalDataResponse {
+            erasure_request: Some(convert::erasure_to_proto(&erasure)),
+        }))
+    }
+
+    async fn lift_suppression(
+        &self,
+        request: Request<pb::LiftSuppressionRequest>,
+    ) -> Result<Response<pb::LiftSuppressionResponse>, Status> {
+        let identifier = convert::identifier(
+            "identifier",
+            request.into_inner().identifier,
+            self.phone_region.as_deref(),
+        )?;
+        self.store.lift_suppression(&identifier).await?;
+        Ok(Response::new(pb::LiftSuppressionResponse {}))
+    }
 }
 
 /// Parses a profile id named `field`.
 pub fn profile_id(field: &str, raw: &str) -> Result<Uuid> {
+    uuid_field(field, raw)
+}
+
+/// Parses a UUID named `field`: INVALID_ARGUMENT when empty or malformed.
+fn uuid_field(field: &str, raw: &str) -> Result<Uuid> {
+    if raw.is_empty() {
+        return Err(Error::invalid(field, "required"));
+    }
     Uuid::parse_str(raw).map_err(|_| Error::invalid(field, "must be a UUID"))
 }

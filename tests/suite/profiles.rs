@@ -1,0 +1,408 @@
+//! The profile service: identify, merge, unmerge, erasure.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cairn_contract::common::v1::{
+    CustomerRef, Identifier, IdentifierType, Value, customer_ref, value,
+};
+use cairn_contract::profile::v1::{
+    CreateProfileRequest, ErasePersonalDataRequest, GetProfileRequest, IdentifyProfileRequest,
+    LiftSuppressionRequest, ListMergesRequest, MergeProfilesRequest, ResolveProfileRequest,
+    UnmergeProfileRequest,
+};
+use cairn_tests::{TestApp, eventually, spawn_app};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn id(kind: IdentifierType, value: &str) -> Identifier {
+    Identifier {
+        r#type: kind as i32,
+        value: value.into(),
+        custom_type: String::new(),
+    }
+}
+
+fn text(value: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(value.into())),
+    }
+}
+
+async fn create(
+    app: &TestApp,
+    identifiers: Vec<Identifier>,
+    attributes: &[(&str, &str)],
+) -> String {
+    app.profile()
+        .await
+        .create_profile(CreateProfileRequest {
+            identifiers,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), text(v)))
+                .collect::<HashMap<_, _>>(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap()
+        .profile_id
+}
+
+async fn get(app: &TestApp, profile_id: &str) -> cairn_contract::profile::v1::Profile {
+    app.profile()
+        .await
+        .get_profile(GetProfileRequest {
+            customer: Some(CustomerRef {
+                customer: Some(customer_ref::Customer::ProfileId(profile_id.into())),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap()
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let db = app.database.connect().await;
+    let row = db
+        .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn two_concurrent_identify_calls_leave_one_survivor_and_lose_nothing() {
+    let app = spawn_app().await;
+    let cookie = id(IdentifierType::CookieId, "cookie-race");
+    let email = id(IdentifierType::Email, "Race@Example.com");
+    // A visitor browsed anonymously; the same person has a known profile.
+    let anonymous = app
+        .profile()
+        .await
+        .resolve_profile(ResolveProfileRequest {
+            identifier: Some(cookie.clone()),
+            create_if_missing: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap()
+        .profile_id;
+    let known = create(&app, vec![email.clone()], &[("plan", "gold")]).await;
+
+    // They log in on two tabs at once.
+    let calls = (0..2).map(|_| {
+        let app = &app;
+        let identifiers = vec![cookie.clone(), email.clone()];
+        async move {
+            app.profile()
+                .await
+                .identify_profile(IdentifyProfileRequest { identifiers })
+                .await
+        }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let survivors: Vec<String> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap().into_inner().profile.unwrap().profile_id)
+        .collect();
+    assert_eq!(survivors[0], survivors[1], "one survivor");
+    assert_eq!(
+        survivors[0], known,
+        "the email's profile survives (stronger evidence)"
+    );
+
+    let merged = get(&app, &anonymous).await;
+    assert_eq!(
+        merged.profile_id, known,
+        "the merged-away id resolves to the survivor"
+    );
+    let values: Vec<String> = merged
+        .identifiers
+        .iter()
+        .map(|i| i.identifier.as_ref().unwrap().value.clone())
+        .collect();
+    assert!(
+        values.contains(&"cookie-race".to_string())
+            && values.contains(&"race@example.com".to_string()),
+        "{values:?}"
+    );
+    assert_eq!(merged.attributes["plan"], text("gold"));
+    let merges = app
+        .profile()
+        .await
+        .list_merges(ListMergesRequest {
+            profile_id: known.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .merges;
+    assert_eq!(merges.len(), 1, "merged once");
+    assert_eq!(merges[0].reason, "identify");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn weak_evidence_never_merges_a_stronger_profile() {
+    let app = spawn_app().await;
+    let laptop_cookie = id(IdentifierType::CookieId, "family-laptop");
+    let anna = create(
+        &app,
+        vec![id(IdentifierType::CrmId, "crm-anna"), laptop_cookie.clone()],
+        &[],
+    )
+    .await;
+    let bo = create(&app, vec![id(IdentifierType::CrmId, "crm-bo")], &[]).await;
+    // Bo logs in on Anna's laptop: the cookie links the two, weakly.
+    let outcome = app
+        .profile()
+        .await
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![laptop_cookie, id(IdentifierType::CrmId, "crm-bo")],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome.profile.unwrap().profile_id, bo);
+    assert!(outcome.merges.is_empty());
+    assert_eq!(outcome.refused_merges.len(), 1);
+    assert_eq!(outcome.refused_merges[0].profile_id, anna);
+    assert_eq!(
+        get(&app, &anna).await.profile_id,
+        anna,
+        "Anna stays herself"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_merge_is_undone() {
+    let app = spawn_app().await;
+    let first = create(
+        &app,
+        vec![id(IdentifierType::CrmId, "crm-1")],
+        &[("plan", "basic")],
+    )
+    .await;
+    let second = create(
+        &app,
+        vec![id(IdentifierType::CrmId, "crm-2")],
+        &[("device", "phone-x")],
+    )
+    .await;
+    let mut profile = app.profile().await;
+
+    let itself = profile
+        .merge_profiles(MergeProfilesRequest {
+            survivor_profile_id: first.clone(),
+            merged_profile_id: first.clone(),
+            reason: "oops".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(itself.code(), Code::InvalidArgument);
+    assert_eq!(
+        itself.get_details_bad_request().unwrap().field_violations[0].field,
+        "merged_profile_id"
+    );
+
+    let merge = profile
+        .merge_profiles(MergeProfilesRequest {
+            survivor_profile_id: first.clone(),
+            merged_profile_id: second.clone(),
+            reason: "agent said same person".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .merge
+        .unwrap();
+    assert_eq!(get(&app, &second).await.profile_id, first);
+    let again = profile
+        .merge_profiles(MergeProfilesRequest {
+            survivor_profile_id: first.clone(),
+            merged_profile_id: second.clone(),
+            reason: "twice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    let undone = profile
+        .unmerge_profile(UnmergeProfileRequest {
+            merge_id: merge.merge_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let restored = undone.restored.unwrap();
+    assert_eq!(restored.profile_id, second);
+    assert_eq!(restored.attributes["device"], text("phone-x"));
+    assert_eq!(restored.identifiers.len(), 1);
+    let survivor = undone.survivor.unwrap();
+    assert!(
+        !survivor.attributes.contains_key("device"),
+        "what the merged profile brought goes back"
+    );
+    assert_eq!(survivor.identifiers.len(), 1);
+    assert_eq!(
+        get(&app, &second).await.profile_id,
+        second,
+        "the id resolves to itself again"
+    );
+    let twice = profile
+        .unmerge_profile(UnmergeProfileRequest {
+            merge_id: merge.merge_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_erasure_reaches_every_store_and_suppresses_the_person() {
+    use cairn_contract::common::v1::Channel;
+    use cairn_contract::journey::v1::{RecordTouchpointRequest, Touchpoint, TouchpointType};
+
+    let app = spawn_app().await;
+    let crm = id(IdentifierType::CrmId, "crm-erase-me");
+    let person = create(
+        &app,
+        vec![crm.clone(), id(IdentifierType::Email, "erase@example.com")],
+        &[("plan", "gold")],
+    )
+    .await;
+    let cookie = id(IdentifierType::CookieId, "cookie-erase-me");
+    // A merged-in anonymous profile is part of the person too.
+    app.profile()
+        .await
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![cookie.clone(), crm.clone()],
+        })
+        .await
+        .unwrap();
+    app.journey()
+        .await
+        .record_touchpoint(RecordTouchpointRequest {
+            touchpoint: Some(Touchpoint {
+                touchpoint_id: "erase-1".into(),
+                customer: Some(CustomerRef {
+                    customer: Some(customer_ref::Customer::Identifier(crm.clone())),
+                }),
+                channel: Channel::Web as i32,
+                r#type: TouchpointType::PageView as i32,
+                occurred_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let touchpoints_sql =
+        format!("SELECT COUNT(*) FROM journey_touchpoints WHERE profile_id = '{person}'");
+    assert_eq!(count(&app, &touchpoints_sql).await, 1);
+
+    let erasure = app
+        .profile()
+        .await
+        .erase_personal_data(ErasePersonalDataRequest {
+            customer: Some(CustomerRef {
+                customer: Some(customer_ref::Customer::Identifier(crm.clone())),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .erasure_request
+        .unwrap();
+    assert!(erasure.receive_time.is_some() && erasure.complete_time.is_some());
+
+    // The profile service's stores hold nothing readable of the person.
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM profile_profiles").await,
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM profile_identifiers").await,
+        0
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM profile_merges").await, 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM profile_suppressions").await,
+        3
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM profile_suppressions WHERE identifier_hash LIKE '%erase%'"
+        )
+        .await,
+        0,
+        "suppressions are hashes, not values"
+    );
+    let gone = app
+        .profile()
+        .await
+        .get_profile(GetProfileRequest {
+            customer: Some(CustomerRef {
+                customer: Some(customer_ref::Customer::ProfileId(person.clone())),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // The journey service consumed profile.erased and erased its touchpoints.
+    eventually(
+        Duration::from_secs(15),
+        "journey erasing the person's touchpoints",
+        || async { (count(&app, &touchpoints_sql).await == 0).then_some(()) },
+    )
+    .await;
+
+    // A late event cannot re-create the person...
+    let late = app
+        .profile()
+        .await
+        .resolve_profile(ResolveProfileRequest {
+            identifier: Some(crm.clone()),
+            create_if_missing: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+    // ...until the operator lifts the suppression.
+    app.profile()
+        .await
+        .lift_suppression(LiftSuppressionRequest {
+            identifier: Some(crm.clone()),
+        })
+        .await
+        .unwrap();
+    let fresh = app
+        .profile()
+        .await
+        .resolve_profile(ResolveProfileRequest {
+            identifier: Some(crm),
+            create_if_missing: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fresh.created);
+    assert_ne!(fresh.profile.unwrap().profile_id, person);
+    app.stop().await;
+}
