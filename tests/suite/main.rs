@@ -4,6 +4,7 @@
 
 mod auth;
 mod bus;
+mod consent;
 mod contract;
 mod events;
 mod lifecycle;

@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use crate::domain::{
     Attributes, Identifier, IdentifierKind, MAX_ATTRIBUTES, Profile, ProfileState,
 };
-use crate::storage::{Erasure, MergeRecord};
+use crate::domain::{ConsentAnswer, ContactReason, Preferences, Purpose};
+use crate::storage::{Erasure, MergeRecord, parse_time_zone};
+use cairn_runtime::common::{channel, timestamp_from_proto};
+use chrono::{DateTime, NaiveTime, Utc};
 
 /// The longest idempotency key.
 const MAX_REQUEST_ID_BYTES: usize = 128;
@@ -183,5 +186,158 @@ pub fn erasure_to_proto(erasure: &Erasure) -> pb::ErasureRequest {
             .iter()
             .map(ToString::to_string)
             .collect(),
+    }
+}
+
+/// Reads a consent purpose named `field`.
+pub fn purpose(field: &str, raw: &str) -> Result<Purpose> {
+    Purpose::new(raw).ok_or_else(|| {
+        Error::invalid(field, "a purpose is \"marketing\", \"service\", \"analytics\", \"profiling\" or your own: lower-case letters, digits and '_', at most 64 bytes")
+    })
+}
+
+/// Reads a consent answer named `field`, recorded `now` unless it says when.
+pub fn consent(
+    field: &str,
+    wire: Option<pb::Consent>,
+    now: DateTime<Utc>,
+) -> Result<ConsentAnswer> {
+    let wire = wire.ok_or_else(|| Error::invalid(field, "required"))?;
+    let mut violations = Violations::new();
+    let purpose = violations.check(purpose(&format!("{field}.purpose"), &wire.purpose));
+    let channel = violations.check(channel(&format!("{field}.channel"), wire.channel));
+    if wire.source.trim().is_empty() || wire.source.len() > 128 {
+        violations.add(
+            format!("{field}.source"),
+            "required, at most 128 bytes: where the answer was given",
+        );
+    }
+    let recorded_at = match &wire.record_time {
+        Some(time) => {
+            match violations.check(timestamp_from_proto(&format!("{field}.record_time"), time)) {
+                Some(time) if time > now + chrono::Duration::minutes(5) => {
+                    violations.add(format!("{field}.record_time"), "in the future");
+                    None
+                }
+                other => other,
+            }
+        }
+        None => Some(now),
+    };
+    let expires_at = match &wire.expire_time {
+        Some(time) => violations
+            .check(timestamp_from_proto(&format!("{field}.expire_time"), time))
+            .map(Some),
+        None => Some(None),
+    };
+    violations.finish()?;
+    match (purpose, channel, recorded_at, expires_at) {
+        (Some(purpose), Some(channel), Some(recorded_at), Some(expires_at)) => Ok(ConsentAnswer {
+            purpose,
+            channel: channel as i32,
+            granted: wire.granted,
+            source: wire.source.trim().to_string(),
+            recorded_at,
+            expires_at,
+        }),
+        _ => Err(Error::internal("checked consent fields missing")),
+    }
+}
+
+/// The wire form of a consent answer.
+pub fn consent_to_proto(answer: &ConsentAnswer) -> pb::Consent {
+    pb::Consent {
+        purpose: answer.purpose.as_str().to_string(),
+        channel: answer.channel,
+        granted: answer.granted,
+        source: answer.source.clone(),
+        record_time: Some(timestamp_to_proto(answer.recorded_at)),
+        expire_time: answer.expires_at.map(timestamp_to_proto),
+    }
+}
+
+/// Reads preferences named `field`.
+pub fn preferences(field: &str, wire: Option<pb::Preferences>) -> Result<Preferences> {
+    let wire = wire.unwrap_or_default();
+    let mut violations = Violations::new();
+    let time_zone = if wire.time_zone.is_empty() {
+        None
+    } else {
+        violations.check(parse_time_zone(
+            &format!("{field}.time_zone"),
+            &wire.time_zone,
+        ))
+    };
+    let preferred_channel = if wire.preferred_channel == 0 {
+        None
+    } else {
+        violations
+            .check(channel(
+                &format!("{field}.preferred_channel"),
+                wire.preferred_channel,
+            ))
+            .map(|c| c as i32)
+    };
+    let mut clock = |name: &str, text: &str| -> Option<NaiveTime> {
+        if text.is_empty() {
+            return None;
+        }
+        let parsed = NaiveTime::parse_from_str(text, "%H:%M").ok();
+        if parsed.is_none() {
+            violations.add(format!("{field}.{name}"), "a local time \"HH:MM\"");
+        }
+        parsed
+    };
+    let start = clock("quiet_hours_start", &wire.quiet_hours_start);
+    let end = clock("quiet_hours_end", &wire.quiet_hours_end);
+    if start.is_some() != end.is_some() {
+        violations.add(
+            format!("{field}.quiet_hours_end"),
+            "give both the start and the end of quiet hours, or neither",
+        );
+    }
+    if wire.language.len() > 35 {
+        violations.add(
+            format!("{field}.language"),
+            "a BCP 47 language tag such as \"sv-SE\"",
+        );
+    }
+    violations.finish()?;
+    Ok(Preferences {
+        language: (!wire.language.is_empty()).then_some(wire.language),
+        preferred_channel,
+        time_zone,
+        quiet_hours: start.zip(end),
+    })
+}
+
+/// The wire form of preferences.
+pub fn preferences_to_proto(preferences: &Preferences) -> pb::Preferences {
+    pb::Preferences {
+        language: preferences.language.clone().unwrap_or_default(),
+        preferred_channel: preferences.preferred_channel.unwrap_or_default(),
+        time_zone: preferences
+            .time_zone
+            .map(|zone| zone.name().to_string())
+            .unwrap_or_default(),
+        quiet_hours_start: preferences
+            .quiet_hours
+            .map(|(start, _)| start.format("%H:%M").to_string())
+            .unwrap_or_default(),
+        quiet_hours_end: preferences
+            .quiet_hours
+            .map(|(_, end)| end.format("%H:%M").to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The wire form of a contact verdict.
+pub fn verdict_to_proto(reason: ContactReason) -> pb::ContactVerdict {
+    match reason {
+        ContactReason::Granted => pb::ContactVerdict::Granted,
+        ContactReason::ServicePurpose => pb::ContactVerdict::ServicePurpose,
+        ContactReason::Denied => pb::ContactVerdict::Denied,
+        ContactReason::NoConsent => pb::ContactVerdict::NoConsent,
+        ContactReason::QuietHours => pb::ContactVerdict::QuietHours,
     }
 }

@@ -289,6 +289,93 @@ impl ProfileService for ProfileApi {
         self.store.lift_suppression(&identifier).await?;
         Ok(Response::new(pb::LiftSuppressionResponse {}))
     }
+
+    async fn record_consent(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> Result<Response<pb::RecordConsentResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let answer = violations.check(convert::consent(
+            "consent",
+            request.consent,
+            chrono::Utc::now(),
+        ));
+        violations.finish()?;
+        let (Some(customer), Some(answer)) = (customer, answer) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let profile = self.find("customer", customer).await?;
+        let profile_id = self.store.record_consent(profile.id, &answer).await?;
+        Ok(Response::new(pb::RecordConsentResponse {
+            profile_id: profile_id.to_string(),
+        }))
+    }
+
+    async fn list_consents(
+        &self,
+        request: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let (current, history) = self.store.consents(profile.id).await?;
+        Ok(Response::new(pb::ListConsentsResponse {
+            current: current.iter().map(convert::consent_to_proto).collect(),
+            history: history.iter().map(convert::consent_to_proto).collect(),
+        }))
+    }
+
+    async fn update_preferences(
+        &self,
+        request: Request<pb::UpdatePreferencesRequest>,
+    ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let preferences =
+            violations.check(convert::preferences("preferences", request.preferences));
+        violations.finish()?;
+        let (Some(customer), Some(preferences)) = (customer, preferences) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let profile = self.find("customer", customer).await?;
+        self.store.set_preferences(profile.id, &preferences).await?;
+        Ok(Response::new(pb::UpdatePreferencesResponse {
+            preferences: Some(convert::preferences_to_proto(&preferences)),
+        }))
+    }
+
+    async fn check_contact(
+        &self,
+        request: Request<pb::CheckContactRequest>,
+    ) -> Result<Response<pb::CheckContactResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let channel = violations.check(cairn_runtime::common::channel("channel", request.channel));
+        let purpose = violations.check(convert::purpose("purpose", &request.purpose));
+        violations.finish()?;
+        let (Some(customer), Some(channel), Some(purpose)) = (customer, channel, purpose) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let profile = self.find("customer", customer).await?;
+        let (decision, preferences) = self
+            .store
+            .check_contact(profile.id, &purpose, channel as i32, chrono::Utc::now())
+            .await?;
+        Ok(Response::new(pb::CheckContactResponse {
+            allowed: decision.allowed,
+            verdict: convert::verdict_to_proto(decision.reason) as i32,
+            allowed_from: decision
+                .allowed_from
+                .map(cairn_runtime::common::timestamp_to_proto),
+            preferences: Some(convert::preferences_to_proto(&preferences)),
+        }))
+    }
 }
 
 /// Parses a profile id named `field`.

@@ -171,3 +171,71 @@ pub mod suppression {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_consents`: every consent answer, newest in force.
+pub mod consent {
+    use sea_orm::entity::prelude::*;
+
+    /// A consent row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_consents")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The profile.
+        pub profile_id: String,
+        /// The purpose.
+        pub purpose: String,
+        /// The channel's enum number.
+        pub channel: i32,
+        /// Yes or no.
+        pub granted: bool,
+        /// Where it was given.
+        pub source: String,
+        /// When.
+        pub recorded_at: DateTimeUtc,
+        /// When a yes lapses.
+        pub expires_at: Option<DateTimeUtc>,
+        /// The merge that wrote it, for answers a merge derived.
+        pub merge_id: Option<String>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_preferences`: one row per profile that stated any.
+pub mod preference {
+    use sea_orm::entity::prelude::*;
+
+    /// A preferences row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_preferences")]
+    pub struct Model {
+        /// The profile.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub profile_id: String,
+        /// BCP 47 language tag.
+        pub language: Option<String>,
+        /// Preferred channel's enum number.
+        pub preferred_channel: Option<i32>,
+        /// IANA time zone.
+        pub time_zone: Option<String>,
+        /// Quiet hours start, "HH:MM" local.
+        pub quiet_start: Option<String>,
+        /// Quiet hours end, "HH:MM" local.
+        pub quiet_end: Option<String>,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

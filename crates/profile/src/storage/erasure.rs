@@ -154,6 +154,7 @@ impl ProfileStore {
             )
             .exec(&transaction)
             .await?;
+        super::consent::erase_consents(&transaction, &all).await?;
         request::Entity::delete_many()
             .filter(request::Column::ProfileId.is_in(all.clone()))
             .exec(&transaction)

@@ -69,6 +69,10 @@ struct Snapshot {
     merged_state: String,
     merged_attributes: Attributes,
     merged_times: BTreeMap<String, DateTime<Utc>>,
+    #[serde(default)]
+    merged_consent_ids: Vec<i64>,
+    #[serde(default)]
+    preferences_moved: bool,
 }
 
 impl ProfileStore {
@@ -334,7 +338,13 @@ impl ProfileStore {
         .update(transaction)
         .await?;
 
+        let id = Uuid::now_v7();
+        let (merged_consent_ids, preferences_moved) =
+            super::consent::merge_consents(transaction, &survivor.id, &merged.id, &id.to_string())
+                .await?;
         let snapshot = Snapshot {
+            merged_consent_ids,
+            preferences_moved,
             merged_identifier_ids: moved,
             survivor_state: survivor.state.clone(),
             survivor_attributes,
@@ -342,7 +352,6 @@ impl ProfileStore {
             merged_attributes,
             merged_times,
         };
-        let id = Uuid::now_v7();
         merge_row::ActiveModel {
             id: Set(id.to_string()),
             survivor_id: Set(survivor.id.clone()),
@@ -437,6 +446,15 @@ impl ProfileStore {
             .exec(&transaction)
             .await?;
 
+        super::consent::unmerge_consents(
+            &transaction,
+            &record.survivor_id,
+            &record.merged_id,
+            &record.id,
+            &snapshot.merged_consent_ids,
+            snapshot.preferences_moved,
+        )
+        .await?;
         // The survivor keeps what it had, and what was observed after the merge.
         let (current, current_times) = attributes_of(&survivor)?;
         let mut attributes = Attributes::new();

@@ -1,11 +1,13 @@
 //! The profile service's storage: profiles and identifiers in PostgreSQL or
 //! SQLite, every write in one transaction with its change events.
 
+mod consent;
 mod entity;
 mod erasure;
 mod merge;
 pub mod migration;
 
+pub use consent::parse_time_zone;
 pub use erasure::{Erasure, Suppressor};
 pub use merge::{IdentifyOutcome, MergeRecord};
 

@@ -5,6 +5,7 @@
 mod m20261122_000001_create_profile_tables;
 mod m20261122_000002_add_merges;
 mod m20261122_000003_add_suppressions;
+mod m20261122_000004_add_consents;
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_profile_tables::Migration),
             Box::new(m20261122_000002_add_merges::Migration),
             Box::new(m20261122_000003_add_suppressions::Migration),
+            Box::new(m20261122_000004_add_consents::Migration),
         ]
     }
 
