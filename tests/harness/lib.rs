@@ -282,6 +282,71 @@ impl TestApp {
         )
     }
 
+    /// Creates a known profile with `identifiers` and string `attributes`; returns its id.
+    pub async fn create_profile(
+        &self,
+        identifiers: Vec<cairn_contract::common::v1::Identifier>,
+        attributes: &[(&str, &str)],
+    ) -> String {
+        use cairn_contract::common::v1::{Value, value};
+        self.profile()
+            .await
+            .create_profile(cairn_contract::profile::v1::CreateProfileRequest {
+                identifiers,
+                attributes: attributes
+                    .iter()
+                    .map(|(name, text)| {
+                        (
+                            name.to_string(),
+                            Value {
+                                kind: Some(value::Kind::StringValue(text.to_string())),
+                            },
+                        )
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap()
+            .profile_id
+    }
+
+    /// Opens a CreateProfile call on the profile service and holds it open
+    /// (headers sent, message held back) until the returned sender sends the
+    /// request or is dropped: a call in flight, for shutdown and load tests.
+    pub async fn hold_create_profile_call(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::Sender<cairn_contract::profile::v1::CreateProfileRequest>,
+        tokio::task::JoinHandle<
+            Result<tonic::Response<cairn_contract::profile::v1::CreateProfileResponse>, Status>,
+        >,
+    ) {
+        use cairn_contract::profile::v1::{CreateProfileRequest, CreateProfileResponse};
+        let token = format!("Bearer {}", self.token(&["profile.write"]));
+        let mut grpc = tonic::client::Grpc::new(self.channel(ServiceKind::Profile).await);
+        grpc.ready().await.unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::channel::<CreateProfileRequest>(1);
+        let mut request = Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        request
+            .metadata_mut()
+            .insert("authorization", token.parse().unwrap());
+        let call = tokio::spawn(async move {
+            let codec =
+                tonic_prost::ProstCodec::<CreateProfileRequest, CreateProfileResponse>::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/cairn.profile.v1.ProfileService/CreateProfile",
+            );
+            grpc.client_streaming(request, path, codec).await
+        });
+        // Let the call's headers reach the server.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (sender, call)
+    }
+
     /// Polls the health service until `service` reports SERVING (10 s at most).
     pub async fn wait_until_serving(&self, service: ServiceKind) {
         let mut health =
@@ -325,6 +390,18 @@ impl TestApp {
         self.stop_services().await;
         self.database.drop_database().await;
         delete_redis_prefix(&self.redis_prefix).await;
+    }
+}
+
+/// An identifier of `kind` with `value`.
+pub fn identifier(
+    kind: cairn_contract::common::v1::IdentifierType,
+    value: &str,
+) -> cairn_contract::common::v1::Identifier {
+    cairn_contract::common::v1::Identifier {
+        r#type: kind as i32,
+        value: value.into(),
+        custom_type: String::new(),
     }
 }
 

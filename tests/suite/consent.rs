@@ -1,11 +1,10 @@
 //! Consent and contact: answers with history, quiet hours in the customer's
 //! time zone, and the most restrictive answer after a merge.
 
-use cairn_contract::common::v1::{Channel, CustomerRef, Identifier, IdentifierType, customer_ref};
+use cairn_contract::common::v1::{Channel, CustomerRef, IdentifierType, customer_ref};
 use cairn_contract::profile::v1::{
-    CheckContactRequest, Consent, ContactVerdict, CreateProfileRequest, ListConsentsRequest,
-    MergeProfilesRequest, Preferences, RecordConsentRequest, UnmergeProfileRequest,
-    UpdatePreferencesRequest,
+    CheckContactRequest, Consent, ContactVerdict, ListConsentsRequest, MergeProfilesRequest,
+    Preferences, RecordConsentRequest, UnmergeProfileRequest, UpdatePreferencesRequest,
 };
 use cairn_tests::{TestApp, spawn_app};
 use chrono::{Timelike, Utc};
@@ -19,22 +18,11 @@ fn by_id(profile_id: &str) -> Option<CustomerRef> {
 }
 
 async fn create(app: &TestApp, crm: &str) -> String {
-    app.profile()
-        .await
-        .create_profile(CreateProfileRequest {
-            identifiers: vec![Identifier {
-                r#type: IdentifierType::CrmId as i32,
-                value: crm.into(),
-                custom_type: String::new(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap()
-        .profile_id
+    app.create_profile(
+        vec![cairn_tests::identifier(IdentifierType::CrmId, crm)],
+        &[],
+    )
+    .await
 }
 
 async fn consent(app: &TestApp, profile_id: &str, purpose: &str, granted: bool) {

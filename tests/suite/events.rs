@@ -3,31 +3,19 @@
 
 use std::time::Duration;
 
-use cairn_contract::common::v1::{Identifier, IdentifierType};
+use cairn_contract::common::v1::IdentifierType;
 use cairn_contract::events::v1::event_hub_service_client::EventHubServiceClient;
 use cairn_contract::events::v1::{SubscribeRequest, change_event::Payload};
-use cairn_contract::profile::v1::CreateProfileRequest;
 use cairn_runtime::ServiceKind;
 use cairn_tests::{TestApp, spawn_app};
 use tokio_stream::StreamExt;
 
 async fn create_profile(app: &TestApp, crm_id: &str) -> String {
-    let mut profile = app.profile().await;
-    profile
-        .create_profile(CreateProfileRequest {
-            identifiers: vec![Identifier {
-                r#type: IdentifierType::CrmId as i32,
-                value: crm_id.into(),
-                custom_type: String::new(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap()
-        .profile_id
+    app.create_profile(
+        vec![cairn_tests::identifier(IdentifierType::CrmId, crm_id)],
+        &[],
+    )
+    .await
 }
 
 #[tokio::test]

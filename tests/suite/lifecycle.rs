@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cairn_contract::common::v1::{Identifier, IdentifierType};
-use cairn_contract::profile::v1::{CreateProfileRequest, CreateProfileResponse};
+use cairn_contract::profile::v1::CreateProfileRequest;
 use cairn_runtime::ServiceKind;
 use cairn_tests::{Options, spawn_app_with};
 
@@ -14,24 +14,8 @@ async fn shutdown_lets_an_in_flight_call_finish() {
         ..Default::default()
     })
     .await;
-    let token = format!("Bearer {}", app.token(&["profile.write"]));
-    let mut grpc = tonic::client::Grpc::new(app.channel(ServiceKind::Profile).await);
-    grpc.ready().await.unwrap();
-
     // Open the call (headers sent) but hold its message back.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<CreateProfileRequest>(1);
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
-    request
-        .metadata_mut()
-        .insert("authorization", token.parse().unwrap());
-    let call = tokio::spawn(async move {
-        let codec =
-            tonic_prost::ProstCodec::<CreateProfileRequest, CreateProfileResponse>::default();
-        let path =
-            http::uri::PathAndQuery::from_static("/cairn.profile.v1.ProfileService/CreateProfile");
-        grpc.client_streaming(request, path, codec).await
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (sender, call) = app.hold_create_profile_call().await;
 
     app.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;

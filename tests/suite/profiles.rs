@@ -1,15 +1,13 @@
 //! The profile service: identify, merge, unmerge, erasure.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use cairn_contract::common::v1::{
     CustomerRef, Identifier, IdentifierType, Value, customer_ref, value,
 };
 use cairn_contract::profile::v1::{
-    CreateProfileRequest, ErasePersonalDataRequest, GetProfileRequest, IdentifyProfileRequest,
-    LiftSuppressionRequest, ListMergesRequest, MergeProfilesRequest, ResolveProfileRequest,
-    UnmergeProfileRequest,
+    ErasePersonalDataRequest, GetProfileRequest, IdentifyProfileRequest, LiftSuppressionRequest,
+    ListMergesRequest, MergeProfilesRequest, ResolveProfileRequest, UnmergeProfileRequest,
 };
 use cairn_tests::{TestApp, eventually, spawn_app};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
@@ -17,11 +15,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 fn id(kind: IdentifierType, value: &str) -> Identifier {
-    Identifier {
-        r#type: kind as i32,
-        value: value.into(),
-        custom_type: String::new(),
-    }
+    cairn_tests::identifier(kind, value)
 }
 
 fn text(value: &str) -> Value {
@@ -35,22 +29,7 @@ async fn create(
     identifiers: Vec<Identifier>,
     attributes: &[(&str, &str)],
 ) -> String {
-    app.profile()
-        .await
-        .create_profile(CreateProfileRequest {
-            identifiers,
-            attributes: attributes
-                .iter()
-                .map(|(k, v)| (k.to_string(), text(v)))
-                .collect::<HashMap<_, _>>(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap()
-        .profile_id
+    app.create_profile(identifiers, attributes).await
 }
 
 async fn get(app: &TestApp, profile_id: &str) -> cairn_contract::profile::v1::Profile {

@@ -12,36 +12,20 @@ pub mod grpc;
 use std::sync::Arc;
 
 use cairn_contract::feedback::v1::feedback_service_server::FeedbackServiceServer;
-use cairn_runtime::server::{Readiness, ServiceParts, Shared};
+use cairn_runtime::server::{ServiceParts, Shared};
 use cairn_runtime::{Result, ServiceKind, Settings, storage as db};
-use sea_orm::DatabaseConnection;
 use tonic::service::Routes;
-
-struct DatabaseReady(DatabaseConnection);
-
-#[async_trait::async_trait]
-impl Readiness for DatabaseReady {
-    async fn check(&self) -> Result<()> {
-        db::ping(&self.0).await
-    }
-}
-
-async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
-    db::connect(
-        &settings.database_url(ServiceKind::Feedback),
-        settings.database_max_connections,
-    )
-    .await
-}
 
 /// Applies the feedback service's migrations (none yet).
 pub async fn migrate(settings: &Settings) -> Result<()> {
-    connect(settings).await.map(|_| ())
+    db::connect_service(settings, ServiceKind::Feedback)
+        .await
+        .map(|_| ())
 }
 
 /// Connects the service and returns what the runtime serves.
 pub async fn start(shared: &Shared) -> Result<ServiceParts> {
-    let db = connect(&shared.settings).await?;
+    let db = db::connect_service(&shared.settings, ServiceKind::Feedback).await?;
     let server = cairn_runtime::limited!(
         FeedbackServiceServer::new(grpc::FeedbackApi),
         shared.settings
@@ -51,6 +35,6 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         routes: Routes::new(server),
         grpc_services: vec![grpc::SERVICE_NAME],
         scopes: grpc::scopes(),
-        readiness: Arc::new(DatabaseReady(db)),
+        readiness: Arc::new(db::DatabaseReady(db)),
     })
 }

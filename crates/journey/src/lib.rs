@@ -21,41 +21,27 @@ use cairn_runtime::auth::ServiceCredentials;
 use cairn_runtime::bus::{ConsumerOptions, spawn_consumer};
 use cairn_runtime::inbox::Inbox;
 use cairn_runtime::outbox::Outbox;
-use cairn_runtime::server::{Readiness, ServiceParts, Shared};
+use cairn_runtime::server::{ServiceParts, Shared};
 use cairn_runtime::{Result, ServiceKind, Settings, peer, storage as db};
-use sea_orm::DatabaseConnection;
 use tonic::service::Routes;
 
 use crate::storage::TouchpointStore;
 use crate::storage::migration::Migrator;
 
-async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
-    db::connect(
-        &settings.database_url(ServiceKind::Journey),
-        settings.database_max_connections,
-    )
-    .await
-}
-
 /// Applies the journey service's migrations to its database.
 pub async fn migrate(settings: &Settings) -> Result<()> {
-    db::migrate::<Migrator>(&connect(settings).await?, "journey").await
-}
-
-struct DatabaseReady(DatabaseConnection);
-
-#[async_trait::async_trait]
-impl Readiness for DatabaseReady {
-    async fn check(&self) -> Result<()> {
-        db::ping(&self.0).await
-    }
+    db::migrate::<Migrator>(
+        &db::connect_service(settings, ServiceKind::Journey).await?,
+        "journey",
+    )
+    .await
 }
 
 /// Connects the service, starts its background work (outbox relay, erasure
 /// consumer) and returns what the runtime serves.
 pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     let settings = &shared.settings;
-    let db = connect(settings).await?;
+    let db = db::connect_service(settings, ServiceKind::Journey).await?;
     if settings.migrate_on_start {
         db::migrate::<Migrator>(&db, "journey").await?;
     }
@@ -81,6 +67,6 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         routes: Routes::new(server),
         grpc_services: vec![grpc::SERVICE_NAME],
         scopes: grpc::scopes(),
-        readiness: Arc::new(DatabaseReady(db)),
+        readiness: Arc::new(db::DatabaseReady(db)),
     })
 }

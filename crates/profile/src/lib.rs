@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use cairn_contract::profile::v1::profile_service_server::ProfileServiceServer;
 use cairn_runtime::outbox::Outbox;
-use cairn_runtime::server::{Readiness, ServiceParts, Shared};
+use cairn_runtime::server::{ServiceParts, Shared};
 use cairn_runtime::{Result, ServiceKind, Settings, storage as db};
-use sea_orm::DatabaseConnection;
 use tonic::service::Routes;
 
 use crate::storage::ProfileStore;
@@ -25,25 +24,8 @@ use crate::storage::migration::Migrator;
 
 /// Applies the profile service's migrations to its database.
 pub async fn migrate(settings: &Settings) -> Result<()> {
-    let db = connect(settings).await?;
+    let db = db::connect_service(settings, ServiceKind::Profile).await?;
     db::migrate::<Migrator>(&db, "profile").await
-}
-
-async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
-    db::connect(
-        &settings.database_url(ServiceKind::Profile),
-        settings.database_max_connections,
-    )
-    .await
-}
-
-struct DatabaseReady(DatabaseConnection);
-
-#[async_trait::async_trait]
-impl Readiness for DatabaseReady {
-    async fn check(&self) -> Result<()> {
-        db::ping(&self.0).await
-    }
 }
 
 /// The keyed hash of erased identifiers: the configured suppression key,
@@ -60,7 +42,7 @@ fn suppressor(settings: &Settings) -> storage::Suppressor {
 /// outbox relay), and returns what the runtime serves.
 pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     let settings = &shared.settings;
-    let db = connect(settings).await?;
+    let db = db::connect_service(settings, ServiceKind::Profile).await?;
     if settings.migrate_on_start {
         db::migrate::<Migrator>(&db, "profile").await?;
     }
@@ -74,6 +56,6 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         routes: Routes::new(server),
         grpc_services: vec![grpc::SERVICE_NAME],
         scopes: grpc::scopes(),
-        readiness: Arc::new(DatabaseReady(db)),
+        readiness: Arc::new(db::DatabaseReady(db)),
     })
 }

@@ -101,6 +101,28 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, service: &str) -
     Ok(())
 }
 
+/// Connects `service` to its own database (see `Settings::database_url`).
+pub async fn connect_service(
+    settings: &crate::Settings,
+    service: crate::ServiceKind,
+) -> Result<DatabaseConnection> {
+    connect(
+        &settings.database_url(service),
+        settings.database_max_connections,
+    )
+    .await
+}
+
+/// A service is ready when its database answers.
+pub struct DatabaseReady(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl crate::server::Readiness for DatabaseReady {
+    async fn check(&self) -> Result<()> {
+        ping(&self.0).await
+    }
+}
+
 /// Ok when the database answers a trivial query: the readiness check.
 pub async fn ping(db: &DatabaseConnection) -> Result<()> {
     db.ping()

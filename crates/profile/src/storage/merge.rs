@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use super::entity::{identifier, merge as merge_row, profile};
 use super::{
-    ProfileStore, SOURCE, attributes_to_json, live_row, parse_id, times_from_json, times_to_json,
-    unique_violation,
+    ProfileStore, SOURCE, attributes_to_json, insert_identifier, live_row, parse_id,
+    times_from_json, times_to_json, unique_violation,
 };
 use crate::domain::{Attributes, Identifier, IdentifierKind, MergeRule, Profile, ProfileState};
 
@@ -232,17 +232,7 @@ impl ProfileStore {
             if owners.iter().any(|(owned, _, _)| *owned == index) {
                 continue;
             }
-            let inserted = identifier::ActiveModel {
-                profile_id: Set(strongest.to_string()),
-                kind: Set(wanted.kind().storage_name()),
-                value: Set(wanted.value().to_string()),
-                shared: Set(false),
-                valid_from: Set(now),
-                valid_until: Set(None),
-                ..Default::default()
-            }
-            .insert(&transaction)
-            .await;
+            let inserted = insert_identifier(&transaction, strongest, wanted, now).await;
             match inserted {
                 Ok(_) => attached_personal |= wanted.is_personal(),
                 Err(error) if unique_violation(&error) => {

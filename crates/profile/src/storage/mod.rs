@@ -96,17 +96,7 @@ impl ProfileStore {
         .insert(&transaction)
         .await?;
         for (index, identifier) in new.identifiers.iter().enumerate() {
-            let inserted = identifier::ActiveModel {
-                profile_id: Set(id.to_string()),
-                kind: Set(identifier.kind().storage_name()),
-                value: Set(identifier.value().to_string()),
-                shared: Set(false),
-                valid_from: Set(now),
-                valid_until: Set(None),
-                ..Default::default()
-            }
-            .insert(&transaction)
-            .await;
+            let inserted = insert_identifier(&transaction, id, identifier, now).await;
             if let Err(error) = inserted {
                 return Err(match unique_violation(&error) {
                     true => Error::AlreadyExists(format!(
@@ -252,6 +242,28 @@ impl ProfileStore {
         }
         Ok(ProfilePage { profiles, next })
     }
+}
+
+/// Gives `identifier` to profile `id` from `now` on. A unique violation
+/// means another profile holds it.
+pub(crate) async fn insert_identifier(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    identifier: &Identifier,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), DbErr> {
+    identifier::ActiveModel {
+        profile_id: Set(id.to_string()),
+        kind: Set(identifier.kind().storage_name()),
+        value: Set(identifier.value().to_string()),
+        shared: Set(false),
+        valid_from: Set(now),
+        valid_until: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
 }
 
 /// The live row of profile `id`, following merges to the survivor.
