@@ -385,3 +385,150 @@ async fn an_erasure_reaches_every_store_and_suppresses_the_person() {
     assert_ne!(fresh.profile.unwrap().profile_id, person);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_identifier_does_not_merge() {
+    use cairn_contract::profile::v1::UpdateIdentifierRequest;
+    let app = spawn_app().await;
+    let family_email = id(IdentifierType::Email, "family@example.com");
+    let parent = create(
+        &app,
+        vec![
+            id(IdentifierType::CrmId, "crm-parent"),
+            family_email.clone(),
+        ],
+        &[],
+    )
+    .await;
+    let child = create(&app, vec![id(IdentifierType::CrmId, "crm-child")], &[]).await;
+    app.profile()
+        .await
+        .update_identifier(UpdateIdentifierRequest {
+            identifier: Some(family_email.clone()),
+            shared: true,
+        })
+        .await
+        .unwrap();
+    let outcome = app
+        .profile()
+        .await
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![family_email, id(IdentifierType::CrmId, "crm-child")],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome.profile.unwrap().profile_id, child);
+    assert!(outcome.merges.is_empty(), "a shared email links nothing");
+    assert_eq!(outcome.refused_merges[0].profile_id, parent);
+    assert!(
+        outcome.refused_merges[0].reason.contains("shared"),
+        "{}",
+        outcome.refused_merges[0].reason
+    );
+    assert_eq!(get(&app, &parent).await.profile_id, parent);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_released_phone_number_is_claimed_by_a_new_subscriber_without_the_old_ones_consent() {
+    use cairn_contract::common::v1::Channel;
+    use cairn_contract::profile::v1::{
+        CheckContactRequest, Consent, ContactVerdict, RecordConsentRequest,
+        ReleaseIdentifierRequest,
+    };
+    let app = spawn_app().await;
+    let number = id(IdentifierType::PhoneNumber, "+46 70 123 45 67");
+    let old = create(
+        &app,
+        vec![
+            id(IdentifierType::CrmId, "crm-old-subscriber"),
+            number.clone(),
+        ],
+        &[("plan", "gold")],
+    )
+    .await;
+    let by_number = || {
+        Some(CustomerRef {
+            customer: Some(customer_ref::Customer::Identifier(number.clone())),
+        })
+    };
+    app.profile()
+        .await
+        .record_consent(RecordConsentRequest {
+            customer: by_number(),
+            consent: Some(Consent {
+                purpose: "marketing".into(),
+                channel: Channel::Sms as i32,
+                granted: true,
+                source: "shop".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+
+    // The operator reassigns the number.
+    let released = app
+        .profile()
+        .await
+        .release_identifier(ReleaseIdentifierRequest {
+            identifier: Some(number.clone()),
+            release_time: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(released.profile_id, old);
+    let held = released
+        .identifiers
+        .iter()
+        .find(|i| i.identifier.as_ref().unwrap().value == "+46701234567")
+        .unwrap();
+    assert!(
+        held.valid_until.is_some(),
+        "the old profile keeps the number in its history, ended"
+    );
+
+    let fresh = app
+        .profile()
+        .await
+        .resolve_profile(ResolveProfileRequest {
+            identifier: Some(number.clone()),
+            create_if_missing: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        fresh.created,
+        "the new subscriber gets a profile of their own"
+    );
+    let fresh = fresh.profile.unwrap();
+    assert_ne!(fresh.profile_id, old);
+    assert!(
+        fresh.attributes.is_empty(),
+        "nothing of the old subscriber is inherited"
+    );
+    let verdict = app
+        .profile()
+        .await
+        .check_contact(CheckContactRequest {
+            customer: by_number(),
+            channel: Channel::Sms as i32,
+            purpose: "marketing".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .verdict;
+    assert_eq!(
+        verdict,
+        ContactVerdict::NoConsent as i32,
+        "the old subscriber's consent does not carry over"
+    );
+    app.stop().await;
+}

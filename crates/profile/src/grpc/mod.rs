@@ -376,6 +376,42 @@ impl ProfileService for ProfileApi {
             preferences: Some(convert::preferences_to_proto(&preferences)),
         }))
     }
+
+    async fn update_identifier(
+        &self,
+        request: Request<pb::UpdateIdentifierRequest>,
+    ) -> Result<Response<pb::UpdateIdentifierResponse>, Status> {
+        let request = request.into_inner();
+        let identifier = convert::identifier(
+            "identifier",
+            request.identifier,
+            self.phone_region.as_deref(),
+        )?;
+        let profile = self.store.set_shared(&identifier, request.shared).await?;
+        Ok(Response::new(pb::UpdateIdentifierResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn release_identifier(
+        &self,
+        request: Request<pb::ReleaseIdentifierRequest>,
+    ) -> Result<Response<pb::ReleaseIdentifierResponse>, Status> {
+        let request = request.into_inner();
+        let identifier = convert::identifier(
+            "identifier",
+            request.identifier,
+            self.phone_region.as_deref(),
+        )?;
+        let at = match &request.release_time {
+            Some(time) => cairn_runtime::common::timestamp_from_proto("release_time", time)?,
+            None => chrono::Utc::now(),
+        };
+        let profile = self.store.release(&identifier, at).await?;
+        Ok(Response::new(pb::ReleaseIdentifierResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
 }
 
 /// Parses a profile id named `field`.

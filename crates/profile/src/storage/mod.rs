@@ -4,6 +4,7 @@
 mod consent;
 mod entity;
 mod erasure;
+mod identifiers;
 mod merge;
 pub mod migration;
 
