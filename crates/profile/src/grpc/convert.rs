@@ -341,3 +341,57 @@ pub fn verdict_to_proto(reason: ContactReason) -> pb::ContactVerdict {
         ContactReason::QuietHours => pb::ContactVerdict::QuietHours,
     }
 }
+
+/// Reads an attribute definition named `field`.
+pub fn attribute_definition(
+    field: &str,
+    wire: Option<pb::AttributeDefinition>,
+) -> Result<crate::domain::AttributeDefinition> {
+    use crate::domain::ValueType;
+    let wire = wire.ok_or_else(|| Error::invalid(field, "required"))?;
+    let mut violations = Violations::new();
+    violations.check(check_name(&format!("{field}.name"), &wire.name));
+    let value_type = match pb::AttributeType::try_from(wire.r#type) {
+        Ok(pb::AttributeType::String) => Some(ValueType::String),
+        Ok(pb::AttributeType::Number) => Some(ValueType::Number),
+        Ok(pb::AttributeType::Bool) => Some(ValueType::Bool),
+        Ok(pb::AttributeType::Timestamp) => Some(ValueType::Timestamp),
+        Ok(pb::AttributeType::List) => Some(ValueType::List),
+        Ok(pb::AttributeType::Unspecified) | Err(_) => {
+            violations.add(
+                format!("{field}.type"),
+                "required: one of the AttributeType values",
+            );
+            None
+        }
+    };
+    if wire.description.len() > 1024 {
+        violations.add(format!("{field}.description"), "at most 1024 bytes");
+    }
+    violations.finish()?;
+    Ok(crate::domain::AttributeDefinition {
+        name: wire.name,
+        value_type: value_type.ok_or_else(|| Error::internal("checked type missing"))?,
+        description: wire.description,
+        personal_data: wire.personal_data,
+    })
+}
+
+/// The wire form of an attribute definition.
+pub fn attribute_definition_to_proto(
+    definition: &crate::domain::AttributeDefinition,
+) -> pb::AttributeDefinition {
+    use crate::domain::ValueType;
+    pb::AttributeDefinition {
+        name: definition.name.clone(),
+        r#type: match definition.value_type {
+            ValueType::String => pb::AttributeType::String,
+            ValueType::Number => pb::AttributeType::Number,
+            ValueType::Bool => pb::AttributeType::Bool,
+            ValueType::Timestamp => pb::AttributeType::Timestamp,
+            ValueType::List => pb::AttributeType::List,
+        } as i32,
+        description: definition.description.clone(),
+        personal_data: definition.personal_data,
+    }
+}

@@ -12,7 +12,7 @@ use cairn_runtime::{Error, Result, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{MergeRule, NewProfile, Profile};
+use crate::domain::{Attributes, MergeRule, NewProfile, Profile};
 use crate::storage::ProfileStore;
 
 /// The protobuf name of the service.
@@ -410,6 +410,142 @@ impl ProfileService for ProfileApi {
         let profile = self.store.release(&identifier, at).await?;
         Ok(Response::new(pb::ReleaseIdentifierResponse {
             profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let request = request.into_inner();
+        let wire = request
+            .profile
+            .ok_or_else(|| Error::invalid("profile", "required"))?;
+        let mut violations = Violations::new();
+        let id = violations.check(profile_id("profile.profile_id", &wire.profile_id));
+        let mut attributes =
+            convert::attributes("profile.attributes", wire.attributes, &mut violations);
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        let mut remove = Vec::new();
+        if !paths.is_empty() {
+            let mut named = Attributes::new();
+            for (index, path) in paths.iter().enumerate() {
+                match path.strip_prefix("attributes.") {
+                    Some(name) if !name.is_empty() => match attributes.remove(name) {
+                        Some(value) => {
+                            named.insert(name.to_string(), value);
+                        }
+                        None => remove.push(name.to_string()),
+                    },
+                    _ => violations.add(
+                        format!("update_mask.paths[{index}]"),
+                        "only \"attributes.<name>\" paths can be updated",
+                    ),
+                }
+            }
+            attributes = named;
+        }
+        violations.finish()?;
+        let id = id.ok_or_else(|| Error::internal("checked id missing"))?;
+        let profile = self
+            .store
+            .update_attributes(
+                "profile.attributes",
+                id,
+                &attributes,
+                &remove,
+                paths.is_empty(),
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateProfileResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+        }))
+    }
+
+    async fn batch_upsert_attributes(
+        &self,
+        request: Request<pb::BatchUpsertAttributesRequest>,
+    ) -> Result<Response<pb::BatchUpsertAttributesResponse>, Status> {
+        let upserts = request.into_inner().upserts;
+        if upserts.is_empty() || upserts.len() > 1000 {
+            return Err(Error::invalid("upserts", "between 1 and 1000 entries").into());
+        }
+        let mut results = Vec::with_capacity(upserts.len());
+        for (index, upsert) in upserts.into_iter().enumerate() {
+            let field = format!("upserts[{index}]");
+            let outcome: Result<Profile> = async {
+                let mut violations = Violations::new();
+                let customer = violations.check(CustomerReference::from_proto(
+                    &format!("{field}.customer"),
+                    upsert.customer,
+                ));
+                let attributes = convert::attributes(
+                    &format!("{field}.attributes"),
+                    upsert.attributes,
+                    &mut violations,
+                );
+                violations.finish()?;
+                let customer =
+                    customer.ok_or_else(|| Error::internal("checked customer missing"))?;
+                let profile = self.find(&format!("{field}.customer"), customer).await?;
+                self.store
+                    .update_attributes(
+                        &format!("{field}.attributes"),
+                        profile.id,
+                        &attributes,
+                        &[],
+                        false,
+                    )
+                    .await
+            }
+            .await;
+            results.push(match outcome {
+                Ok(profile) => pb::RecordResult {
+                    record: index.to_string(),
+                    ok: true,
+                    profile_id: profile.id.to_string(),
+                    ..Default::default()
+                },
+                Err(error) => {
+                    let status = Status::from(error);
+                    pb::RecordResult {
+                        record: index.to_string(),
+                        ok: false,
+                        error_message: status.message().to_string(),
+                        error_code: status.code() as i32,
+                        ..Default::default()
+                    }
+                }
+            });
+        }
+        Ok(Response::new(pb::BatchUpsertAttributesResponse { results }))
+    }
+
+    async fn create_attribute_definition(
+        &self,
+        request: Request<pb::CreateAttributeDefinitionRequest>,
+    ) -> Result<Response<pb::CreateAttributeDefinitionResponse>, Status> {
+        let definition =
+            convert::attribute_definition("definition", request.into_inner().definition)?;
+        self.store.define_attribute(&definition).await?;
+        Ok(Response::new(pb::CreateAttributeDefinitionResponse {
+            definition: Some(convert::attribute_definition_to_proto(&definition)),
+        }))
+    }
+
+    async fn list_attribute_definitions(
+        &self,
+        _request: Request<pb::ListAttributeDefinitionsRequest>,
+    ) -> Result<Response<pb::ListAttributeDefinitionsResponse>, Status> {
+        let definitions = self.store.attribute_definitions().await?;
+        Ok(Response::new(pb::ListAttributeDefinitionsResponse {
+            definitions: definitions
+                .iter()
+                .map(convert::attribute_definition_to_proto)
+                .collect(),
         }))
     }
 }

@@ -239,3 +239,29 @@ pub mod preference {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_attribute_definitions`: registered attributes.
+pub mod attribute_definition {
+    use sea_orm::entity::prelude::*;
+
+    /// A definition row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_attribute_definitions")]
+    pub struct Model {
+        /// The attribute's name.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        /// "string", "number", "bool", "timestamp" or "list".
+        pub value_type: String,
+        /// What it means.
+        pub description: String,
+        /// Whether values are personal data.
+        pub personal_data: bool,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,6 +1,7 @@
 //! The profile service's storage: profiles and identifiers in PostgreSQL or
 //! SQLite, every write in one transaction with its change events.
 
+mod attributes;
 mod consent;
 mod entity;
 mod erasure;
@@ -75,6 +76,11 @@ impl ProfileStore {
             return Ok((self.get(parse_id(&existing.profile_id)?).await?, false));
         }
         self.suppressor.check(&self.db, &new.identifiers).await?;
+        crate::domain::check_types(
+            "attributes",
+            &new.attributes,
+            &self.attribute_definitions().await?,
+        )?;
         let transaction = self.db.begin().await?;
         let now = Utc::now();
         let id = Uuid::now_v7();

@@ -6,6 +6,7 @@ mod m20261122_000001_create_profile_tables;
 mod m20261122_000002_add_merges;
 mod m20261122_000003_add_suppressions;
 mod m20261122_000004_add_consents;
+mod m20261122_000005_add_attribute_definitions;
 
 use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_add_merges::Migration),
             Box::new(m20261122_000003_add_suppressions::Migration),
             Box::new(m20261122_000004_add_consents::Migration),
+            Box::new(m20261122_000005_add_attribute_definitions::Migration),
         ]
     }
 
