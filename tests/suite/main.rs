@@ -10,5 +10,6 @@ mod contract;
 mod events;
 mod lifecycle;
 mod limits;
+mod portability;
 mod profiles;
 mod tracing_context;

@@ -548,6 +548,128 @@ impl ProfileService for ProfileApi {
                 .collect(),
         }))
     }
+
+    async fn import_profiles(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportProfilesRequest>>,
+    ) -> Result<Response<ImportStream>, Status> {
+        let mut records = request.into_inner();
+        let store = self.store.clone();
+        let phone_region = self.phone_region.clone();
+        let rule = self.merge_rule.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let record = match records.message().await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let record_id = record.record_id.clone();
+                let outcome = import_one(&store, phone_region.as_deref(), &rule, record).await;
+                let result = match outcome {
+                    Ok(profile) => pb::RecordResult {
+                        record: record_id,
+                        ok: true,
+                        profile_id: profile.id.to_string(),
+                        ..Default::default()
+                    },
+                    Err(error) => {
+                        let status = Status::from(error);
+                        pb::RecordResult {
+                            record: record_id,
+                            ok: false,
+                            error_message: status.message().to_string(),
+                            error_code: status.code() as i32,
+                            ..Default::default()
+                        }
+                    }
+                };
+                if sender
+                    .send(Ok(pb::ImportProfilesResponse {
+                        result: Some(result),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+
+    async fn export_personal_data(
+        &self,
+        request: Request<pb::ExportPersonalDataRequest>,
+    ) -> Result<Response<pb::ExportPersonalDataResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let data = self.store.export(profile.id).await?;
+        let current = convert::profile_to_proto(&data.profile);
+        Ok(Response::new(pb::ExportPersonalDataResponse {
+            export_request_id: data.export_id.to_string(),
+            receive_time: Some(cairn_runtime::common::timestamp_to_proto(data.received_at)),
+            complete_time: Some(cairn_runtime::common::timestamp_to_proto(data.completed_at)),
+            identifier_history: current.identifiers.clone(),
+            profile: Some(current),
+            consent_history: data
+                .consent_history
+                .iter()
+                .map(convert::consent_to_proto)
+                .collect(),
+            preferences: Some(convert::preferences_to_proto(&data.preferences)),
+            merges: data.merges.iter().map(convert::merge_to_proto).collect(),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The answer stream of ImportProfiles.
+type ImportStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ImportProfilesResponse, Status>> + Send + 'static>,
+>;
+
+/// Checks and applies one import record.
+async fn import_one(
+    store: &ProfileStore,
+    phone_region: Option<&str>,
+    rule: &MergeRule,
+    record: pb::ImportProfilesRequest,
+) -> Result<Profile> {
+    let mut violations = Violations::new();
+    if record.record_id.is_empty() || record.record_id.len() > 128 {
+        violations.add(
+            "record_id",
+            "required, at most 128 bytes: the record's id in the source system",
+        );
+    }
+    if record.identifiers.is_empty() {
+        violations.add("identifiers", "at least one identifier is required");
+    }
+    let identifiers: Vec<_> = record
+        .identifiers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, wire)| {
+            violations.check(convert::identifier(
+                &format!("identifiers[{index}]"),
+                Some(wire),
+                phone_region,
+            ))
+        })
+        .collect();
+    let attributes = convert::attributes("attributes", record.attributes, &mut violations);
+    violations.finish()?;
+    let (profile, _) = store
+        .import(&record.record_id, &identifiers, &attributes, rule)
+        .await?;
+    Ok(profile)
 }
 
 /// Parses a profile id named `field`.

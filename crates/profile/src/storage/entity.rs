@@ -265,3 +265,53 @@ pub mod attribute_definition {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_import_records`: import record ids already applied.
+pub mod import_record {
+    use sea_orm::entity::prelude::*;
+
+    /// An import record row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_import_records")]
+    pub struct Model {
+        /// The source system's record id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub record_id: String,
+        /// The profile it went to.
+        pub profile_id: String,
+        /// When.
+        pub imported_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_exports`: export requests and their times.
+pub mod export {
+    use sea_orm::entity::prelude::*;
+
+    /// An export row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_exports")]
+    pub struct Model {
+        /// The request id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The exported profile.
+        pub profile_id: String,
+        /// When the request arrived.
+        pub received_at: DateTimeUtc,
+        /// When the export was produced.
+        pub completed_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

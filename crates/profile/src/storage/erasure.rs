@@ -18,7 +18,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::entity::{erasure, identifier, merge as merge_row, profile, request, suppression};
+use super::entity::{
+    erasure, export, identifier, import_record, merge as merge_row, profile, request, suppression,
+};
 use super::{ProfileStore, SOURCE, live_row};
 use crate::domain::{Identifier, IdentifierKind};
 
@@ -155,6 +157,14 @@ impl ProfileStore {
             .exec(&transaction)
             .await?;
         super::consent::erase_consents(&transaction, &all).await?;
+        import_record::Entity::delete_many()
+            .filter(import_record::Column::ProfileId.is_in(all.clone()))
+            .exec(&transaction)
+            .await?;
+        export::Entity::delete_many()
+            .filter(export::Column::ProfileId.is_in(all.clone()))
+            .exec(&transaction)
+            .await?;
         request::Entity::delete_many()
             .filter(request::Column::ProfileId.is_in(all.clone()))
             .exec(&transaction)

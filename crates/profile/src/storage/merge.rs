@@ -225,7 +225,14 @@ impl ProfileStore {
             );
         }
 
-        // Attach the identifiers nobody held.
+        // Attach the identifiers nobody held, unless they are an erased person's.
+        let unowned: Vec<Identifier> = identifiers
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !owners.iter().any(|(owned, _, _)| owned == index))
+            .map(|(_, identifier)| identifier.clone())
+            .collect();
+        self.suppressor.check(&transaction, &unowned).await?;
         let now = Utc::now();
         let mut attached_personal = false;
         for (index, wanted) in identifiers.iter().enumerate() {

@@ -8,10 +8,12 @@ mod erasure;
 mod identifiers;
 mod merge;
 pub mod migration;
+mod portability;
 
 pub use consent::parse_time_zone;
 pub use erasure::{Erasure, Suppressor};
 pub use merge::{IdentifyOutcome, MergeRecord};
+pub use portability::PersonalData;
 
 use cairn_contract::events::v1::ProfileCreated;
 use cairn_contract::events::v1::change_event::Payload;

@@ -7,6 +7,7 @@ mod m20261122_000002_add_merges;
 mod m20261122_000003_add_suppressions;
 mod m20261122_000004_add_consents;
 mod m20261122_000005_add_attribute_definitions;
+mod m20261122_000006_add_imports_and_exports;
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_add_suppressions::Migration),
             Box::new(m20261122_000004_add_consents::Migration),
             Box::new(m20261122_000005_add_attribute_definitions::Migration),
+            Box::new(m20261122_000006_add_imports_and_exports::Migration),
         ]
     }
 
