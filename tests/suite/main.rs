@@ -12,4 +12,5 @@ mod lifecycle;
 mod limits;
 mod portability;
 mod profiles;
+mod segments;
 mod tracing_context;

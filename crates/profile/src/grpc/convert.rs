@@ -395,3 +395,44 @@ pub fn attribute_definition_to_proto(
         personal_data: definition.personal_data,
     }
 }
+
+/// The wire form of a segment.
+pub fn segment_to_proto(segment: &crate::storage::SegmentRecord) -> pb::Segment {
+    pb::Segment {
+        segment_id: segment.id.clone(),
+        display_name: segment.display_name.clone(),
+        description: segment.description.clone(),
+        rule: segment
+            .rule
+            .as_ref()
+            .map(|r| r.source().to_string())
+            .unwrap_or_default(),
+        member_count: segment.member_count as i64,
+        create_time: Some(timestamp_to_proto(segment.created_at)),
+    }
+}
+
+/// Checks a segment id named `field`.
+pub fn segment_id(field: &str, raw: &str) -> Result<String> {
+    let valid = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(Error::invalid(
+            field,
+            "lower-case letters, digits, '_' and '-', at most 64 bytes",
+        ))
+    }
+}
+
+/// Reads an optional segment rule named `field` (empty: a static segment).
+pub fn segment_rule(field: &str, raw: &str) -> Result<Option<cairn_runtime::rules::Rule>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    cairn_runtime::rules::Rule::compile(field, raw, crate::storage::SEGMENT_VARIABLES).map(Some)
+}

@@ -628,6 +628,212 @@ impl ProfileService for ProfileApi {
             ..Default::default()
         }))
     }
+
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        let wire = request
+            .into_inner()
+            .segment
+            .ok_or_else(|| Error::invalid("segment", "required"))?;
+        let mut violations = Violations::new();
+        let id = violations.check(convert::segment_id("segment.segment_id", &wire.segment_id));
+        let rule = violations.check(convert::segment_rule("segment.rule", &wire.rule));
+        if wire.display_name.len() > 256 {
+            violations.add("segment.display_name", "at most 256 bytes");
+        }
+        if wire.description.len() > 1024 {
+            violations.add("segment.description", "at most 1024 bytes");
+        }
+        violations.finish()?;
+        let (Some(id), Some(rule)) = (id, rule) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let segment = self
+            .store
+            .create_segment(&id, &wire.display_name, &wire.description, rule)
+            .await?;
+        Ok(Response::new(pb::CreateSegmentResponse {
+            segment: Some(convert::segment_to_proto(&segment)),
+        }))
+    }
+
+    async fn get_segment(
+        &self,
+        request: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        let id = convert::segment_id("segment_id", &request.into_inner().segment_id)?;
+        let segment = self.store.segment(&id).await?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: Some(convert::segment_to_proto(&segment)),
+        }))
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let after = decode_token(&request.page_token)?;
+        let (segments, next) = self.store.segments(limit, after).await?;
+        Ok(Response::new(pb::ListSegmentsResponse {
+            segments: segments.iter().map(convert::segment_to_proto).collect(),
+            next_page_token: next.map(|p| encode_token(&p)).unwrap_or_default(),
+        }))
+    }
+
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::UpdateSegmentResponse>, Status> {
+        let request = request.into_inner();
+        let wire = request
+            .segment
+            .ok_or_else(|| Error::invalid("segment", "required"))?;
+        let id = convert::segment_id("segment.segment_id", &wire.segment_id)?;
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        let wants = |name: &str| paths.is_empty() || paths.iter().any(|p| p == name);
+        let mut violations = Violations::new();
+        for (index, path) in paths.iter().enumerate() {
+            if !["display_name", "description", "rule"].contains(&path.as_str()) {
+                violations.add(
+                    format!("update_mask.paths[{index}]"),
+                    "one of display_name, description, rule",
+                );
+            }
+        }
+        let rule = if wants("rule") {
+            violations
+                .check(convert::segment_rule("segment.rule", &wire.rule))
+                .map(Some)
+        } else {
+            Some(None)
+        };
+        violations.finish()?;
+        let rule = rule.ok_or_else(|| Error::internal("checked rule missing"))?;
+        let segment = self
+            .store
+            .update_segment(
+                &id,
+                wants("display_name").then_some(wire.display_name.as_str()),
+                wants("description").then_some(wire.description.as_str()),
+                rule,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateSegmentResponse {
+            segment: Some(convert::segment_to_proto(&segment)),
+        }))
+    }
+
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        let id = convert::segment_id("segment_id", &request.into_inner().segment_id)?;
+        self.store.delete_segment(&id).await?;
+        Ok(Response::new(pb::DeleteSegmentResponse {}))
+    }
+
+    async fn update_segment_members(
+        &self,
+        request: Request<pb::UpdateSegmentMembersRequest>,
+    ) -> Result<Response<pb::UpdateSegmentMembersResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.check(convert::segment_id("segment_id", &request.segment_id));
+        let add: Vec<Uuid> = request
+            .add_profile_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(index, raw)| {
+                violations.check(profile_id(&format!("add_profile_ids[{index}]"), raw))
+            })
+            .collect();
+        let remove: Vec<Uuid> = request
+            .remove_profile_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(index, raw)| {
+                violations.check(profile_id(&format!("remove_profile_ids[{index}]"), raw))
+            })
+            .collect();
+        violations.finish()?;
+        let id = id.ok_or_else(|| Error::internal("checked id missing"))?;
+        let segment = self.store.update_static_members(&id, &add, &remove).await?;
+        Ok(Response::new(pb::UpdateSegmentMembersResponse {
+            segment: Some(convert::segment_to_proto(&segment)),
+        }))
+    }
+
+    async fn list_segment_members(
+        &self,
+        request: Request<pb::ListSegmentMembersRequest>,
+    ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.check(convert::segment_id("segment_id", &request.segment_id));
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(decode_token(&request.page_token));
+        violations.finish()?;
+        let (Some(id), Some(limit), Some(after)) = (id, limit, after) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let (profile_ids, next) = self.store.segment_members(&id, limit, after).await?;
+        Ok(Response::new(pb::ListSegmentMembersResponse {
+            profile_ids,
+            next_page_token: next.map(|p| encode_token(&p)).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_profile_segments(
+        &self,
+        request: Request<pb::ListProfileSegmentsRequest>,
+    ) -> Result<Response<pb::ListProfileSegmentsResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let segment_ids = self.store.profile_segments(profile.id).await?;
+        Ok(Response::new(pb::ListProfileSegmentsResponse {
+            segment_ids,
+        }))
+    }
+
+    async fn report_facts(
+        &self,
+        request: Request<pb::ReportFactsRequest>,
+    ) -> Result<Response<pb::ReportFactsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let mut facts = Attributes::new();
+        for (name, value) in request.facts {
+            let field = format!("facts[{name}]");
+            let valid = !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+            if !valid {
+                violations.add(&field, "names are lower-case letters, digits, '_' and '.'");
+                continue;
+            }
+            if let Some(value) =
+                violations.check(cairn_runtime::common::TypedValue::from_proto(&field, value))
+            {
+                facts.insert(name, value);
+            }
+        }
+        violations.finish()?;
+        let customer = customer.ok_or_else(|| Error::internal("checked customer missing"))?;
+        let profile = self.find("customer", customer).await?;
+        let segment_ids = self.store.report_facts(profile.id, &facts).await?;
+        Ok(Response::new(pb::ReportFactsResponse { segment_ids }))
+    }
 }
 
 /// The answer stream of ImportProfiles.

@@ -97,6 +97,8 @@ impl ProfileStore {
         .update(&transaction)
         .await?;
         transaction.commit().await?;
-        self.get(parse_id(&survivor)?).await
+        let id = parse_id(&survivor)?;
+        self.refresh_after_change(id).await;
+        self.get(id).await
     }
 }

@@ -38,7 +38,9 @@ impl ProfileStore {
         self.outbox.enqueue(&transaction, &event).await?;
         transaction.commit().await?;
         self.outbox.committed();
-        parse_id(&live.id)
+        let id = parse_id(&live.id)?;
+        self.refresh_after_change(id).await;
+        Ok(id)
     }
 
     /// The answers in force (newest per purpose and channel) and the whole

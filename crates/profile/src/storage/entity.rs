@@ -315,3 +315,80 @@ pub mod export {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_segments`: segment definitions.
+pub mod segment {
+    use sea_orm::entity::prelude::*;
+
+    /// A segment row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_segments")]
+    pub struct Model {
+        /// The segment id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// A name for people.
+        pub display_name: String,
+        /// What it is for.
+        pub description: String,
+        /// The CEL rule of a dynamic segment; null for a static one.
+        pub rule: Option<String>,
+        /// When it was created.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_segment_members`: who is in which segment.
+pub mod segment_member {
+    use sea_orm::entity::prelude::*;
+
+    /// A membership row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_segment_members")]
+    pub struct Model {
+        /// The segment.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub segment_id: String,
+        /// The member.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub profile_id: String,
+        /// Since when.
+        pub joined_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_facts`: facts other services report about a profile.
+pub mod fact {
+    use sea_orm::entity::prelude::*;
+
+    /// A facts row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_facts")]
+    pub struct Model {
+        /// The profile.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub profile_id: String,
+        /// Facts by name, as typed values.
+        pub facts: Json,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

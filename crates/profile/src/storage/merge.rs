@@ -92,6 +92,7 @@ impl ProfileStore {
             .await?;
         transaction.commit().await?;
         self.outbox.committed();
+        self.refresh_after_change(record.survivor_id).await;
         Ok(record)
     }
 
@@ -264,6 +265,7 @@ impl ProfileStore {
         transaction.commit().await?;
         if !merges.is_empty() {
             self.outbox.committed();
+            self.refresh_after_change(strongest).await;
         }
         Ok(IdentifyOutcome {
             profile: self.get(strongest).await?,
@@ -339,6 +341,8 @@ impl ProfileStore {
         let (merged_consent_ids, preferences_moved) =
             super::consent::merge_consents(transaction, &survivor.id, &merged.id, &id.to_string())
                 .await?;
+        super::segments::carry_memberships(transaction, &self.outbox, &survivor.id, &merged.id)
+            .await?;
         let snapshot = Snapshot {
             merged_consent_ids,
             preferences_moved,

@@ -9,11 +9,13 @@ mod identifiers;
 mod merge;
 pub mod migration;
 mod portability;
+mod segments;
 
 pub use consent::parse_time_zone;
 pub use erasure::{Erasure, Suppressor};
 pub use merge::{IdentifyOutcome, MergeRecord};
 pub use portability::PersonalData;
+pub use segments::{SEGMENT_VARIABLES, SegmentRecord};
 
 use cairn_contract::events::v1::ProfileCreated;
 use cairn_contract::events::v1::change_event::Payload;
@@ -143,6 +145,7 @@ impl ProfileStore {
         self.outbox.enqueue(&transaction, &event).await?;
         transaction.commit().await?;
         self.outbox.committed();
+        self.refresh_after_change(id).await;
         Ok((self.get(id).await?, true))
     }
 

@@ -8,6 +8,7 @@ mod m20261122_000003_add_suppressions;
 mod m20261122_000004_add_consents;
 mod m20261122_000005_add_attribute_definitions;
 mod m20261122_000006_add_imports_and_exports;
+mod m20261122_000007_add_segments;
 
 use sea_orm_migration::prelude::*;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_add_consents::Migration),
             Box::new(m20261122_000005_add_attribute_definitions::Migration),
             Box::new(m20261122_000006_add_imports_and_exports::Migration),
+            Box::new(m20261122_000007_add_segments::Migration),
         ]
     }
 
