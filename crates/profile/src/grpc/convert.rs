@@ -436,3 +436,76 @@ pub fn segment_rule(field: &str, raw: &str) -> Result<Option<cairn_runtime::rule
     }
     cairn_runtime::rules::Rule::compile(field, raw, crate::storage::SEGMENT_VARIABLES).map(Some)
 }
+
+/// The stored name of a wire group type.
+pub fn group_type(field: &str, raw: i32) -> Result<&'static str> {
+    match pb::GroupType::try_from(raw) {
+        Ok(pb::GroupType::Household) => Ok("household"),
+        Ok(pb::GroupType::Family) => Ok("family"),
+        Ok(pb::GroupType::Company) => Ok("company"),
+        _ => Err(Error::invalid(
+            field,
+            "required: one of the GroupType values",
+        )),
+    }
+}
+
+/// The stored name of a wire group role.
+pub fn group_role(field: &str, raw: i32) -> Result<&'static str> {
+    match pb::GroupRole::try_from(raw) {
+        Ok(pb::GroupRole::Owner) => Ok("owner"),
+        Ok(pb::GroupRole::Payer) => Ok("payer"),
+        Ok(pb::GroupRole::Member) => Ok("member"),
+        _ => Err(Error::invalid(
+            field,
+            "required: one of the GroupRole values",
+        )),
+    }
+}
+
+/// The wire form of a group.
+pub fn group_to_proto(group: &crate::storage::GroupRecord) -> pb::Group {
+    let group_type = match group.group_type.as_str() {
+        "household" => pb::GroupType::Household,
+        "family" => pb::GroupType::Family,
+        "company" => pb::GroupType::Company,
+        _ => pb::GroupType::Unspecified,
+    };
+    pb::Group {
+        group_id: group.id.to_string(),
+        r#type: group_type as i32,
+        display_name: group.display_name.clone(),
+        members: group
+            .members
+            .iter()
+            .map(|(profile_id, role, since)| pb::GroupMember {
+                profile_id: profile_id.clone(),
+                role: match role.as_str() {
+                    "owner" => pb::GroupRole::Owner,
+                    "payer" => pb::GroupRole::Payer,
+                    _ => pb::GroupRole::Member,
+                } as i32,
+                join_time: Some(timestamp_to_proto(*since)),
+            })
+            .collect(),
+        create_time: Some(timestamp_to_proto(group.created_at)),
+    }
+}
+
+/// The wire form of a referral.
+pub fn referral_to_proto(referral: &crate::storage::ReferralRecord) -> pb::Referral {
+    let by_id = |id: &str| {
+        Some(common::CustomerRef {
+            customer: Some(common::customer_ref::Customer::ProfileId(id.to_string())),
+        })
+    };
+    pb::Referral {
+        referral_id: referral.id.to_string(),
+        referrer: by_id(&referral.referrer_id),
+        referred: by_id(&referral.referred_id),
+        referral_time: Some(timestamp_to_proto(referral.referred_at)),
+        outcome: referral.outcome.clone(),
+        referrer_profile_id: referral.referrer_id.clone(),
+        referred_profile_id: referral.referred_id.clone(),
+    }
+}

@@ -611,6 +611,9 @@ impl ProfileService for ProfileApi {
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
         let profile = self.find("customer", customer).await?;
         let data = self.store.export(profile.id).await?;
+        let groups = self.store.groups_of(profile.id).await?;
+        let referrals = self.store.referrals_of(profile.id).await?;
+        let segment_ids = self.store.profile_segments(profile.id).await?;
         let current = convert::profile_to_proto(&data.profile);
         Ok(Response::new(pb::ExportPersonalDataResponse {
             export_request_id: data.export_id.to_string(),
@@ -625,7 +628,9 @@ impl ProfileService for ProfileApi {
                 .collect(),
             preferences: Some(convert::preferences_to_proto(&data.preferences)),
             merges: data.merges.iter().map(convert::merge_to_proto).collect(),
-            ..Default::default()
+            groups: groups.iter().map(convert::group_to_proto).collect(),
+            referrals: referrals.iter().map(convert::referral_to_proto).collect(),
+            segment_ids,
         }))
     }
 
@@ -833,6 +838,154 @@ impl ProfileService for ProfileApi {
         let profile = self.find("customer", customer).await?;
         let segment_ids = self.store.report_facts(profile.id, &facts).await?;
         Ok(Response::new(pb::ReportFactsResponse { segment_ids }))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let wire = request
+            .into_inner()
+            .group
+            .ok_or_else(|| Error::invalid("group", "required"))?;
+        let group_type = convert::group_type("group.type", wire.r#type)?;
+        if wire.display_name.len() > 256 {
+            return Err(Error::invalid("group.display_name", "at most 256 bytes").into());
+        }
+        let mut group = self
+            .store
+            .create_group(group_type, &wire.display_name)
+            .await?;
+        for (index, member) in wire.members.iter().enumerate() {
+            let field = format!("group.members[{index}]");
+            let profile = profile_id(&format!("{field}.profile_id"), &member.profile_id)?;
+            let role = convert::group_role(&format!("{field}.role"), member.role)?;
+            group = self.store.add_group_member(group.id, profile, role).await?;
+        }
+        Ok(Response::new(pb::CreateGroupResponse {
+            group: Some(convert::group_to_proto(&group)),
+        }))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
+        let id = uuid_field("group_id", &request.into_inner().group_id)?;
+        let group = self.store.group(id).await?;
+        Ok(Response::new(pb::GetGroupResponse {
+            group: Some(convert::group_to_proto(&group)),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let groups = self.store.groups_of(profile.id).await?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: groups.iter().map(convert::group_to_proto).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn add_group_member(
+        &self,
+        request: Request<pb::AddGroupMemberRequest>,
+    ) -> Result<Response<pb::AddGroupMemberResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.check(uuid_field("group_id", &request.group_id));
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let role = violations.check(convert::group_role("role", request.role));
+        violations.finish()?;
+        let (Some(id), Some(customer), Some(role)) = (id, customer, role) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let member = self.find("customer", customer).await?;
+        let group = self.store.add_group_member(id, member.id, role).await?;
+        Ok(Response::new(pb::AddGroupMemberResponse {
+            group: Some(convert::group_to_proto(&group)),
+        }))
+    }
+
+    async fn remove_group_member(
+        &self,
+        request: Request<pb::RemoveGroupMemberRequest>,
+    ) -> Result<Response<pb::RemoveGroupMemberResponse>, Status> {
+        let request = request.into_inner();
+        let id = uuid_field("group_id", &request.group_id)?;
+        let customer = CustomerReference::from_proto("customer", request.customer)?;
+        let member = self.find("customer", customer).await?;
+        let group = self.store.remove_group_member(id, member.id).await?;
+        Ok(Response::new(pb::RemoveGroupMemberResponse {
+            group: Some(convert::group_to_proto(&group)),
+        }))
+    }
+
+    async fn record_referral(
+        &self,
+        request: Request<pb::RecordReferralRequest>,
+    ) -> Result<Response<pb::RecordReferralResponse>, Status> {
+        let wire = request
+            .into_inner()
+            .referral
+            .ok_or_else(|| Error::invalid("referral", "required"))?;
+        let mut violations = Violations::new();
+        let referrer = violations.check(CustomerReference::from_proto(
+            "referral.referrer",
+            wire.referrer,
+        ));
+        let referred = violations.check(CustomerReference::from_proto(
+            "referral.referred",
+            wire.referred,
+        ));
+        let outcome = if wire.outcome.is_empty() {
+            "pending".to_string()
+        } else {
+            wire.outcome
+        };
+        if !["pending", "joined", "rewarded", "lapsed"].contains(&outcome.as_str()) {
+            violations.add(
+                "referral.outcome",
+                "one of pending, joined, rewarded, lapsed",
+            );
+        }
+        let at = match &wire.referral_time {
+            Some(time) => violations.check(cairn_runtime::common::timestamp_from_proto(
+                "referral.referral_time",
+                time,
+            )),
+            None => Some(chrono::Utc::now()),
+        };
+        violations.finish()?;
+        let (Some(referrer), Some(referred), Some(at)) = (referrer, referred, at) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let referrer = self.find("referral.referrer", referrer).await?;
+        let referred = self.find("referral.referred", referred).await?;
+        let referral = self
+            .store
+            .record_referral(referrer.id, referred.id, at, &outcome)
+            .await?;
+        Ok(Response::new(pb::RecordReferralResponse {
+            referral: Some(convert::referral_to_proto(&referral)),
+        }))
+    }
+
+    async fn list_referrals(
+        &self,
+        request: Request<pb::ListReferralsRequest>,
+    ) -> Result<Response<pb::ListReferralsResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let profile = self.find("customer", customer).await?;
+        let referrals = self.store.referrals_of(profile.id).await?;
+        Ok(Response::new(pb::ListReferralsResponse {
+            referrals: referrals.iter().map(convert::referral_to_proto).collect(),
+        }))
     }
 }
 

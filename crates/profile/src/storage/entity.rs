@@ -392,3 +392,84 @@ pub mod fact {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `profile_groups`.
+pub mod group {
+    use sea_orm::entity::prelude::*;
+
+    /// A group row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_groups")]
+    pub struct Model {
+        /// The group id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// "household", "family" or "company".
+        pub group_type: String,
+        /// A name for people.
+        pub display_name: String,
+        /// When it was created.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_group_members`.
+pub mod group_member {
+    use sea_orm::entity::prelude::*;
+
+    /// A membership row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_group_members")]
+    pub struct Model {
+        /// The group.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_id: String,
+        /// The member.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub profile_id: String,
+        /// "owner", "payer" or "member".
+        pub role: String,
+        /// Since when.
+        pub joined_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_referrals`.
+pub mod referral {
+    use sea_orm::entity::prelude::*;
+
+    /// A referral row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_referrals")]
+    pub struct Model {
+        /// The referral id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Who referred.
+        pub referrer_id: String,
+        /// Who was referred.
+        pub referred_id: String,
+        /// When.
+        pub referred_at: DateTimeUtc,
+        /// "pending", "joined", "rewarded" or "lapsed".
+        pub outcome: String,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

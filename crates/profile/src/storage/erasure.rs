@@ -158,6 +158,7 @@ impl ProfileStore {
             .await?;
         super::consent::erase_consents(&transaction, &all).await?;
         super::segments::erase_segments(&transaction, &all).await?;
+        super::groups::erase_groups(&transaction, &all).await?;
         import_record::Entity::delete_many()
             .filter(import_record::Column::ProfileId.is_in(all.clone()))
             .exec(&transaction)

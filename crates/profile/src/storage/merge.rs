@@ -343,6 +343,7 @@ impl ProfileStore {
                 .await?;
         super::segments::carry_memberships(transaction, &self.outbox, &survivor.id, &merged.id)
             .await?;
+        super::groups::carry_groups(transaction, &survivor.id, &merged.id).await?;
         let snapshot = Snapshot {
             merged_consent_ids,
             preferences_moved,

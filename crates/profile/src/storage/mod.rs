@@ -5,6 +5,7 @@ mod attributes;
 mod consent;
 mod entity;
 mod erasure;
+mod groups;
 mod identifiers;
 mod merge;
 pub mod migration;
@@ -13,6 +14,7 @@ mod segments;
 
 pub use consent::parse_time_zone;
 pub use erasure::{Erasure, Suppressor};
+pub use groups::{GroupRecord, ReferralRecord};
 pub use merge::{IdentifyOutcome, MergeRecord};
 pub use portability::PersonalData;
 pub use segments::{SEGMENT_VARIABLES, SegmentRecord};

@@ -9,6 +9,7 @@ mod m20261122_000004_add_consents;
 mod m20261122_000005_add_attribute_definitions;
 mod m20261122_000006_add_imports_and_exports;
 mod m20261122_000007_add_segments;
+mod m20261122_000008_add_groups;
 
 use sea_orm_migration::prelude::*;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_add_attribute_definitions::Migration),
             Box::new(m20261122_000006_add_imports_and_exports::Migration),
             Box::new(m20261122_000007_add_segments::Migration),
+            Box::new(m20261122_000008_add_groups::Migration),
         ]
     }
 
