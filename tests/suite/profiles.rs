@@ -532,3 +532,82 @@ async fn a_released_phone_number_is_claimed_by_a_new_subscriber_without_the_old_
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bad_profile_input_gets_the_right_status_naming_the_field() {
+    use cairn_contract::profile::v1::CreateProfileRequest;
+    let app = spawn_app().await;
+    let mut profile = app.profile().await;
+    let first = profile
+        .create_profile(CreateProfileRequest {
+            identifiers: vec![id(IdentifierType::CrmId, "crm-dup")],
+            request_id: "sync-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    let retried = profile
+        .create_profile(CreateProfileRequest {
+            identifiers: vec![id(IdentifierType::CrmId, "crm-dup")],
+            request_id: "sync-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(
+        retried.profile_id, first.profile_id,
+        "a retry with the same request_id returns the first profile"
+    );
+    let owned = profile
+        .create_profile(CreateProfileRequest {
+            identifiers: vec![id(IdentifierType::CrmId, "crm-dup")],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(owned.code(), Code::AlreadyExists);
+    assert!(
+        owned.message().contains("identifiers[0]"),
+        "{}",
+        owned.message()
+    );
+
+    let bad = profile
+        .create_profile(CreateProfileRequest {
+            identifiers: vec![
+                Identifier {
+                    r#type: 99,
+                    value: "x".into(),
+                    custom_type: String::new(),
+                },
+                id(IdentifierType::Email, "anna@"),
+                id(IdentifierType::PhoneNumber, "070 123 45 67"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let fields: Vec<String> = bad
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "identifiers[0].type",
+            "identifiers[1].value",
+            "identifiers[2].value"
+        ]
+    );
+    app.stop().await;
+}

@@ -125,6 +125,7 @@ impl ProfileStore {
         )
         .exec_without_returning(&self.db)
         .await?;
+        self.refresh_after_change(member).await;
         self.group(id).await
     }
 
@@ -260,4 +261,25 @@ pub(crate) async fn erase_groups(db: &impl ConnectionTrait, profiles: &[String])
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The groups `profile` is in: (group id, group type, role).
+pub(crate) async fn memberships_of(
+    db: &impl ConnectionTrait,
+    profile: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let memberships = group_member::Entity::find()
+        .filter(group_member::Column::ProfileId.eq(profile))
+        .all(db)
+        .await?;
+    let mut found = Vec::with_capacity(memberships.len());
+    for membership in memberships {
+        if let Some(group) = group::Entity::find_by_id(membership.group_id.clone())
+            .one(db)
+            .await?
+        {
+            found.push((membership.group_id, group.group_type, membership.role));
+        }
+    }
+    Ok(found)
 }

@@ -23,7 +23,7 @@ use super::{ProfileStore, SOURCE, live_row, parse_id};
 use crate::domain::Attributes;
 
 /// The variables a segment rule may name.
-pub const SEGMENT_VARIABLES: &[&str] = &["attributes", "consents", "facts"];
+pub const SEGMENT_VARIABLES: &[&str] = &["attributes", "consents", "facts", "groups"];
 
 /// A segment as stored.
 #[derive(Debug, Clone)]
@@ -334,7 +334,13 @@ impl ProfileStore {
                 )
             })
             .collect();
+        let groups: Vec<serde_json::Value> = super::groups::memberships_of(&self.db, &row.id)
+            .await?
+            .into_iter()
+            .map(|(group_id, group_type, role)| serde_json::json!({"id": group_id, "type": group_type, "role": role}))
+            .collect();
         let mut variables = serde_json::Map::new();
+        variables.insert("groups".into(), serde_json::Value::Array(groups));
         variables.insert("attributes".into(), plain(&attributes));
         variables.insert("facts".into(), plain(&facts));
         variables.insert("consents".into(), serde_json::Value::Object(consents));
