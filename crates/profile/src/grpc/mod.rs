@@ -502,24 +502,7 @@ impl ProfileService for ProfileApi {
                     .await
             }
             .await;
-            results.push(match outcome {
-                Ok(profile) => pb::RecordResult {
-                    record: index.to_string(),
-                    ok: true,
-                    profile_id: profile.id.to_string(),
-                    ..Default::default()
-                },
-                Err(error) => {
-                    let status = Status::from(error);
-                    pb::RecordResult {
-                        record: index.to_string(),
-                        ok: false,
-                        error_message: status.message().to_string(),
-                        error_code: status.code() as i32,
-                        ..Default::default()
-                    }
-                }
-            });
+            results.push(record_result(index.to_string(), outcome));
         }
         Ok(Response::new(pb::BatchUpsertAttributesResponse { results }))
     }
@@ -570,24 +553,7 @@ impl ProfileService for ProfileApi {
                 };
                 let record_id = record.record_id.clone();
                 let outcome = import_one(&store, phone_region.as_deref(), &rule, record).await;
-                let result = match outcome {
-                    Ok(profile) => pb::RecordResult {
-                        record: record_id,
-                        ok: true,
-                        profile_id: profile.id.to_string(),
-                        ..Default::default()
-                    },
-                    Err(error) => {
-                        let status = Status::from(error);
-                        pb::RecordResult {
-                            record: record_id,
-                            ok: false,
-                            error_message: status.message().to_string(),
-                            error_code: status.code() as i32,
-                            ..Default::default()
-                        }
-                    }
-                };
+                let result = record_result(record_id, outcome);
                 if sender
                     .send(Ok(pb::ImportProfilesResponse {
                         result: Some(result),
@@ -986,6 +952,28 @@ impl ProfileService for ProfileApi {
         Ok(Response::new(pb::ListReferralsResponse {
             referrals: referrals.iter().map(convert::referral_to_proto).collect(),
         }))
+    }
+}
+
+/// The per-record answer of a batch or an import.
+fn record_result(record: String, outcome: Result<Profile>) -> pb::RecordResult {
+    match outcome {
+        Ok(profile) => pb::RecordResult {
+            record,
+            ok: true,
+            profile_id: profile.id.to_string(),
+            ..Default::default()
+        },
+        Err(error) => {
+            let status = Status::from(error);
+            pb::RecordResult {
+                record,
+                ok: false,
+                error_message: status.message().to_string(),
+                error_code: status.code() as i32,
+                ..Default::default()
+            }
+        }
     }
 }
 
