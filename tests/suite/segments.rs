@@ -241,6 +241,27 @@ async fn a_static_segment_holds_its_members_page_by_page() {
     expected.sort();
     assert_eq!(listed, expected);
 
+    let filtered = profile
+        .list_profiles(cairn_contract::profile::v1::ListProfilesRequest {
+            segment_id: "pilot-group".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profiles;
+    assert_eq!(filtered.len(), 2, "ListProfiles filters by segment");
+    let with_crm = profile
+        .list_profiles(cairn_contract::profile::v1::ListProfilesRequest {
+            identifier_type: IdentifierType::CrmId as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profiles;
+    assert_eq!(with_crm.len(), 3, "and by the kind of identifier held");
+
     let dynamic = create_segment(&app, "dyn", "attributes.plan == 'x'")
         .await
         .unwrap();

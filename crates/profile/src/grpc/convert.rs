@@ -24,30 +24,12 @@ pub fn identifier(
     phone_region: Option<&str>,
 ) -> Result<Identifier> {
     let identifier = identifier.ok_or_else(|| Error::invalid(field, "required"))?;
-    let kind = match common::IdentifierType::try_from(identifier.r#type) {
-        Ok(common::IdentifierType::Email) => IdentifierKind::Email,
-        Ok(common::IdentifierType::PhoneNumber) => IdentifierKind::PhoneNumber,
-        Ok(common::IdentifierType::DeviceId) => IdentifierKind::DeviceId,
-        Ok(common::IdentifierType::CookieId) => IdentifierKind::CookieId,
-        Ok(common::IdentifierType::SocialHandle) => IdentifierKind::SocialHandle,
-        Ok(common::IdentifierType::CrmId) => IdentifierKind::CrmId,
-        Ok(common::IdentifierType::BillingAccountId) => IdentifierKind::BillingAccountId,
-        Ok(common::IdentifierType::Custom) => {
+    let kind = match identifier_kind(&format!("{field}.type"), identifier.r#type)? {
+        None => {
             check_name(&format!("{field}.custom_type"), &identifier.custom_type)?;
             IdentifierKind::Custom(identifier.custom_type.clone())
         }
-        Ok(common::IdentifierType::Unspecified) => {
-            return Err(Error::invalid(
-                format!("{field}.type"),
-                "required: one of the IdentifierType values",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                format!("{field}.type"),
-                format!("{} is not a known IdentifierType value", identifier.r#type),
-            ));
-        }
+        Some(kind) => kind,
     };
     if !matches!(kind, IdentifierKind::Custom(_)) && !identifier.custom_type.is_empty() {
         return Err(Error::invalid(
@@ -61,6 +43,33 @@ pub fn identifier(
         &identifier.value,
         phone_region,
     )
+}
+
+/// The kind of a wire identifier type named `field`; `None` for
+/// IDENTIFIER_TYPE_CUSTOM, whose name comes with the identifier.
+pub fn identifier_kind(field: &str, raw: i32) -> Result<Option<IdentifierKind>> {
+    Ok(Some(match common::IdentifierType::try_from(raw) {
+        Ok(common::IdentifierType::Email) => IdentifierKind::Email,
+        Ok(common::IdentifierType::PhoneNumber) => IdentifierKind::PhoneNumber,
+        Ok(common::IdentifierType::DeviceId) => IdentifierKind::DeviceId,
+        Ok(common::IdentifierType::CookieId) => IdentifierKind::CookieId,
+        Ok(common::IdentifierType::SocialHandle) => IdentifierKind::SocialHandle,
+        Ok(common::IdentifierType::CrmId) => IdentifierKind::CrmId,
+        Ok(common::IdentifierType::BillingAccountId) => IdentifierKind::BillingAccountId,
+        Ok(common::IdentifierType::Custom) => return Ok(None),
+        Ok(common::IdentifierType::Unspecified) => {
+            return Err(Error::invalid(
+                field,
+                "required: one of the IdentifierType values",
+            ));
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                field,
+                format!("{raw} is not a known IdentifierType value"),
+            ));
+        }
+    }))
 }
 
 /// The wire form of a domain identifier.

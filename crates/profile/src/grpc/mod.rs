@@ -125,11 +125,39 @@ impl ProfileService for ProfileApi {
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
         let state = violations.check(convert::state_filter(request.state));
+        let segment_id = if request.segment_id.is_empty() {
+            Some(None)
+        } else {
+            violations
+                .check(convert::segment_id("segment_id", &request.segment_id))
+                .map(Some)
+        };
+        let identifier_kind = match request.identifier_type {
+            0 => Some(None),
+            raw => match violations.check(convert::identifier_kind("identifier_type", raw)) {
+                Some(Some(kind)) => Some(Some(kind)),
+                Some(None) => {
+                    violations.add(
+                        "identifier_type",
+                        "custom identifier types cannot be listed by type",
+                    );
+                    None
+                }
+                None => None,
+            },
+        };
         violations.finish()?;
-        let (Some(limit), Some(after), Some(state)) = (limit, after, state) else {
+        let (Some(limit), Some(after), Some(state), Some(segment_id), Some(identifier_kind)) =
+            (limit, after, state, segment_id, identifier_kind)
+        else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let page = self.store.list(limit, after, state).await?;
+        let filter = crate::storage::ProfileFilter {
+            state,
+            segment_id,
+            identifier_kind,
+        };
+        let page = self.store.list(limit, after, &filter).await?;
         Ok(Response::new(pb::ListProfilesResponse {
             profiles: page
                 .profiles

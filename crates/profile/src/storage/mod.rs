@@ -24,7 +24,7 @@ use cairn_contract::events::v1::change_event::Payload;
 use cairn_runtime::outbox::{self, Outbox};
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
@@ -45,6 +45,17 @@ pub struct ProfileStore {
     db: DatabaseConnection,
     outbox: Outbox,
     suppressor: Suppressor,
+}
+
+/// What ListProfiles keeps.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileFilter {
+    /// Only profiles in this state.
+    pub state: Option<ProfileState>,
+    /// Only members of this segment.
+    pub segment_id: Option<String>,
+    /// Only profiles holding an identifier of this kind now.
+    pub identifier_kind: Option<IdentifierKind>,
 }
 
 /// One page of profiles.
@@ -212,8 +223,9 @@ impl ProfileStore {
         &self,
         limit: u64,
         after: Option<String>,
-        state: Option<ProfileState>,
+        filter: &ProfileFilter,
     ) -> Result<ProfilePage> {
+        let state = filter.state;
         let mut query = profile::Entity::find()
             .filter(profile::Column::MergedInto.is_null())
             .order_by_asc(profile::Column::CreatedAt)
@@ -221,6 +233,25 @@ impl ProfileStore {
             .limit(limit + 1);
         if let Some(state) = state {
             query = query.filter(profile::Column::State.eq(state.storage_name()));
+        }
+        if let Some(segment_id) = &filter.segment_id {
+            let members = Query::select()
+                .column(entity::segment_member::Column::ProfileId)
+                .from(entity::segment_member::Entity)
+                .and_where(
+                    Expr::col(entity::segment_member::Column::SegmentId).eq(segment_id.clone()),
+                )
+                .to_owned();
+            query = query.filter(profile::Column::Id.in_subquery(members));
+        }
+        if let Some(kind) = &filter.identifier_kind {
+            let holders = Query::select()
+                .column(identifier::Column::ProfileId)
+                .from(identifier::Entity)
+                .and_where(Expr::col(identifier::Column::Kind).eq(kind.storage_name()))
+                .and_where(Expr::col(identifier::Column::ValidUntil).is_null())
+                .to_owned();
+            query = query.filter(profile::Column::Id.in_subquery(holders));
         }
         if let Some(after) = after {
             let (created_at, id) = parse_position(&after)?;
