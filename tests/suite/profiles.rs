@@ -611,3 +611,86 @@ async fn bad_profile_input_gets_the_right_status_naming_the_field() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_known_identifier_makes_an_anonymous_profile_known() {
+    use cairn_contract::profile::v1::ProfileState;
+    let app = spawn_app().await;
+    let visitor = app
+        .profile()
+        .await
+        .resolve_profile(ResolveProfileRequest {
+            identifier: Some(id(IdentifierType::CookieId, "c-anon")),
+            create_if_missing: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(visitor.state, ProfileState::Anonymous as i32);
+    let known = app
+        .profile()
+        .await
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![
+                id(IdentifierType::CookieId, "c-anon"),
+                id(IdentifierType::Email, "newcomer@example.com"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(
+        known.profile_id, visitor.profile_id,
+        "the identifier is attached, no new profile"
+    );
+    assert_eq!(known.state, ProfileState::Known as i32);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_merge_over_the_cap_of_identifiers_per_kind_is_refused() {
+    use cairn_tests::{Options, spawn_app_with};
+    let app = spawn_app_with(Options {
+        adjust: Box::new(|settings| settings.merge_max_identifiers_per_kind = 2),
+        ..Default::default()
+    })
+    .await;
+    // A shop's kiosk: one profile that many devices' cookies ended up on.
+    let kiosk = create(
+        &app,
+        vec![
+            id(IdentifierType::DeviceId, "kiosk-1"),
+            id(IdentifierType::CookieId, "k-a"),
+            id(IdentifierType::CookieId, "k-b"),
+        ],
+        &[],
+    )
+    .await;
+    let visitor = create(&app, vec![id(IdentifierType::CookieId, "k-c")], &[]).await;
+    let outcome = app
+        .profile()
+        .await
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![
+                id(IdentifierType::DeviceId, "kiosk-1"),
+                id(IdentifierType::CookieId, "k-c"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(outcome.merges.is_empty());
+    assert_eq!(outcome.refused_merges.len(), 1);
+    assert!(
+        outcome.refused_merges[0].reason.contains("more than 2"),
+        "{}",
+        outcome.refused_merges[0].reason
+    );
+    assert_ne!(get(&app, &visitor).await.profile_id, kiosk);
+    app.stop().await;
+}

@@ -49,7 +49,13 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     let outbox = Outbox::new("profile_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
     let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));
-    let api = grpc::ProfileApi::new(store, settings.default_phone_region.clone());
+    let api = grpc::ProfileApi::new(
+        store,
+        settings.default_phone_region.clone(),
+        domain::MergeRule {
+            max_per_kind: settings.merge_max_identifiers_per_kind,
+        },
+    );
     let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Profile,

@@ -136,6 +136,15 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SUPPRESSION_KEY", hide_env_values = true)]
     pub suppression_key: Option<SecretString>,
 
+    /// Most identifiers of one kind a profile may hold after an automatic
+    /// merge; a merge beyond it (a kiosk device seen by hundreds) is refused.
+    #[arg(
+        long,
+        env = "CAIRN_MERGE_MAX_IDENTIFIERS_PER_KIND",
+        default_value_t = 50
+    )]
+    pub merge_max_identifiers_per_kind: usize,
+
     /// Region (ISO 3166 alpha-2, for example `SE`) of phone numbers written
     /// without a country code; unset means such numbers are refused.
     #[arg(long, env = "CAIRN_DEFAULT_PHONE_REGION")]

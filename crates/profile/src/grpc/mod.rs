@@ -36,12 +36,13 @@ const MAX_IDENTIFY: usize = 20;
 const MAX_REASON_BYTES: usize = 256;
 
 impl ProfileApi {
-    /// Handlers over `store`; `phone_region` is the default region of phone numbers.
-    pub fn new(store: ProfileStore, phone_region: Option<String>) -> Self {
+    /// Handlers over `store`; `phone_region` is the default region of phone
+    /// numbers, `merge_rule` the automatic-merge policy.
+    pub fn new(store: ProfileStore, phone_region: Option<String>, merge_rule: MergeRule) -> Self {
         Self {
             store,
             phone_region,
-            merge_rule: MergeRule::default(),
+            merge_rule,
         }
     }
 
