@@ -14,4 +14,5 @@ mod limits;
 mod portability;
 mod profiles;
 mod segments;
+mod timeline;
 mod tracing_context;

@@ -1,5 +1,6 @@
-//! Erasure: on `profile.erased`, the journey service deletes what it holds
-//! about the person (touchpoints now; journey states and sessions as they arrive).
+//! What the journey service does on the profile service's events: on
+//! `profile.erased` it deletes what it holds about the person; on
+//! `profile.merged` and `profile.unmerged` timelines follow the profiles.
 
 use cairn_contract::events::v1::ChangeEvent;
 use cairn_contract::events::v1::change_event::Payload;
@@ -8,7 +9,7 @@ use cairn_runtime::bus::EventHandler;
 
 use crate::storage::TouchpointStore;
 
-/// Handles `profile.erased` events.
+/// Handles `profile.erased`, `profile.merged` and `profile.unmerged` events.
 pub struct ErasureHandler {
     store: TouchpointStore,
 }
@@ -23,10 +24,37 @@ impl ErasureHandler {
 #[async_trait::async_trait]
 impl EventHandler for ErasureHandler {
     fn topics(&self) -> Vec<String> {
-        vec!["profile.erased".into()]
+        vec![
+            "profile.erased".into(),
+            "profile.merged".into(),
+            "profile.unmerged".into(),
+        ]
     }
 
     async fn handle(&self, event: &ChangeEvent) -> Result<()> {
+        match &event.payload {
+            Some(Payload::ProfileMerged(merged)) => {
+                return self
+                    .store
+                    .follow_merge(
+                        &event.event_id,
+                        &event.profile_id,
+                        &merged.merged_profile_id,
+                    )
+                    .await;
+            }
+            Some(Payload::ProfileUnmerged(unmerged)) => {
+                return self
+                    .store
+                    .follow_unmerge(
+                        &event.event_id,
+                        &event.profile_id,
+                        &unmerged.restored_profile_id,
+                    )
+                    .await;
+            }
+            _ => {}
+        }
         let mut profile_ids = vec![event.profile_id.clone()];
         if let Some(Payload::ProfileErased(erased)) = &event.payload {
             profile_ids.extend(erased.merged_profile_ids.iter().cloned());

@@ -57,6 +57,26 @@ impl ProfileDirectory {
     }
 }
 
+impl ProfileDirectory {
+    /// The profile id of an existing `customer` (following merges), never
+    /// creating one: NOT_FOUND when the customer is unknown.
+    pub async fn find(&self, field: &str, customer: &CustomerReference) -> Result<Uuid> {
+        let outcome = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::GetProfileRequest {
+                customer: Some(customer.to_proto()),
+            };
+            async move { client.get_profile(request).await }
+        })
+        .await
+        .map(|response| response.into_inner().profile);
+        let profile = outcome.map_err(|status| peer_error(field, status))?;
+        let id = profile.map(|p| p.profile_id).unwrap_or_default();
+        Uuid::parse_str(&id)
+            .map_err(|_| Error::internal("the profile service answered without a profile id"))
+    }
+}
+
 /// The profile service's answer in this caller's terms: its field violations
 /// are re-rooted under `field`, so the caller sees the field it sent.
 fn peer_error(field: &str, status: tonic::Status) -> Error {

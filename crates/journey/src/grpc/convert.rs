@@ -121,6 +121,21 @@ impl IncomingTouchpoint {
     }
 }
 
+/// The stored name of a vocabulary touchpoint type named `field` (not custom).
+pub fn kind_name(field: &str, raw: i32) -> Result<String> {
+    use pb::TouchpointType as T;
+    match T::try_from(raw) {
+        Ok(T::Unspecified) | Ok(T::Custom) | Err(_) => Err(Error::invalid(
+            field,
+            "one of the TouchpointType values other than custom",
+        )),
+        Ok(known) => Ok(known
+            .as_str_name()
+            .trim_start_matches("TOUCHPOINT_TYPE_")
+            .to_lowercase()),
+    }
+}
+
 fn kind(field: &str, raw: i32, custom_type: &str) -> Result<TouchpointKind> {
     use pb::TouchpointType as T;
     let name = match T::try_from(raw) {

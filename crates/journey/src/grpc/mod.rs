@@ -9,7 +9,10 @@ use cairn_runtime::auth::ScopeTable;
 use tonic::{Request, Response, Status};
 
 use crate::profiles::ProfileDirectory;
-use crate::storage::TouchpointStore;
+use crate::storage::{TimelineFilter, TouchpointStore};
+use cairn_runtime::Violations;
+use cairn_runtime::common::{CustomerReference, channel, timestamp_from_proto};
+use cairn_runtime::pagination::{decode_token, encode_token, page_size};
 
 /// The protobuf name of the service.
 pub const SERVICE_NAME: &str = "cairn.journey.v1.JourneyService";
@@ -32,6 +35,29 @@ impl JourneyApi {
     }
 }
 
+impl JourneyApi {
+    /// Checks, resolves and stores one touchpoint named `field`; returns it
+    /// and whether it was stored before.
+    async fn record_one(
+        &self,
+        field: &str,
+        wire: pb::Touchpoint,
+    ) -> cairn_runtime::Result<(crate::domain::Touchpoint, bool)> {
+        let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?;
+        // A retry of a stored touchpoint is answered without asking the profile service.
+        if let Some(stored) = self.store.find(&incoming.id).await? {
+            return Ok((stored, true));
+        }
+        let profile_id = self
+            .profiles
+            .resolve(&format!("{field}.customer"), &incoming.customer)
+            .await?;
+        self.store
+            .record(incoming.into_touchpoint(profile_id))
+            .await
+    }
+}
+
 #[tonic::async_trait]
 impl JourneyService for JourneyApi {
     async fn record_touchpoint(
@@ -42,28 +68,120 @@ impl JourneyService for JourneyApi {
             .into_inner()
             .touchpoint
             .ok_or_else(|| Error::invalid("touchpoint", "required"))?;
-        let incoming =
-            convert::IncomingTouchpoint::from_proto("touchpoint", wire, chrono::Utc::now())?;
-        // A retry of a stored touchpoint is answered without asking the profile service.
-        if let Some(stored) = self.store.find(&incoming.id).await? {
-            return Ok(Response::new(pb::RecordTouchpointResponse {
-                touchpoint: Some(convert::touchpoint_to_proto(&stored)),
-                duplicate: true,
-                ..Default::default()
-            }));
-        }
-        let profile_id = self
-            .profiles
-            .resolve("touchpoint.customer", &incoming.customer)
-            .await?;
-        let (stored, duplicate) = self
-            .store
-            .record(incoming.into_touchpoint(profile_id))
-            .await?;
+        let (stored, duplicate) = self.record_one("touchpoint", wire).await?;
         Ok(Response::new(pb::RecordTouchpointResponse {
             touchpoint: Some(convert::touchpoint_to_proto(&stored)),
             duplicate,
-            ..Default::default()
+        }))
+    }
+
+    async fn record_touchpoints(
+        &self,
+        request: Request<pb::RecordTouchpointsRequest>,
+    ) -> Result<Response<pb::RecordTouchpointsResponse>, Status> {
+        let touchpoints = request.into_inner().touchpoints;
+        if touchpoints.is_empty() || touchpoints.len() > 1000 {
+            return Err(Error::invalid("touchpoints", "between 1 and 1000 touchpoints").into());
+        }
+        let mut results = Vec::with_capacity(touchpoints.len());
+        for (index, wire) in touchpoints.into_iter().enumerate() {
+            let touchpoint_id = wire.touchpoint_id.clone();
+            let outcome = self
+                .record_one(&format!("touchpoints[{index}]"), wire)
+                .await;
+            results.push(match outcome {
+                Ok((stored, duplicate)) => pb::TouchpointResult {
+                    index: index as i64,
+                    touchpoint_id,
+                    outcome: if duplicate {
+                        pb::TouchpointOutcome::Duplicate
+                    } else {
+                        pb::TouchpointOutcome::Stored
+                    } as i32,
+                    profile_id: stored.profile_id.to_string(),
+                    ..Default::default()
+                },
+                Err(error) => {
+                    let status = Status::from(error);
+                    pb::TouchpointResult {
+                        index: index as i64,
+                        touchpoint_id,
+                        outcome: pb::TouchpointOutcome::Refused as i32,
+                        error_message: status.message().to_string(),
+                        error_code: status.code() as i32,
+                        ..Default::default()
+                    }
+                }
+            });
+        }
+        Ok(Response::new(pb::RecordTouchpointsResponse { results }))
+    }
+
+    async fn list_timeline(
+        &self,
+        request: Request<pb::ListTimelineRequest>,
+    ) -> Result<Response<pb::ListTimelineResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let channels: Vec<i32> = request
+            .channels
+            .iter()
+            .enumerate()
+            .filter_map(|(index, raw)| {
+                violations
+                    .check(channel(&format!("channels[{index}]"), *raw))
+                    .map(|c| c as i32)
+            })
+            .collect();
+        let kinds: Vec<String> = request
+            .types
+            .iter()
+            .enumerate()
+            .filter_map(|(index, raw)| {
+                violations.check(convert::kind_name(&format!("types[{index}]"), *raw))
+            })
+            .collect();
+        let range = request.time_range.unwrap_or_default();
+        let start = range
+            .start_time
+            .as_ref()
+            .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
+        let end = range
+            .end_time
+            .as_ref()
+            .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
+        if let (Some(start), Some(end)) = (start, end)
+            && end < start
+        {
+            violations.add("time_range.end_time", "before start_time");
+        }
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(decode_token(&request.page_token));
+        violations.finish()?;
+        let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let profile_id = self.profiles.find("customer", &customer).await?;
+        let filter = TimelineFilter {
+            channels,
+            kinds,
+            start,
+            end,
+        };
+        let (touchpoints, next) = self
+            .store
+            .timeline(profile_id, &filter, limit, after)
+            .await?;
+        Ok(Response::new(pb::ListTimelineResponse {
+            touchpoints: touchpoints
+                .iter()
+                .map(convert::touchpoint_to_proto)
+                .collect(),
+            next_page_token: next
+                .map(|position| encode_token(&position))
+                .unwrap_or_default(),
         }))
     }
 }

@@ -27,8 +27,10 @@ pub mod touchpoint {
         /// The client-chosen id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
-        /// The resolved profile.
+        /// The profile it was recorded for.
         pub profile_id: String,
+        /// The customer it belongs to now: that profile, or its merge survivor.
+        pub customer_id: String,
         /// The channel's enum number.
         pub channel: i32,
         /// The kind's stored name.
@@ -46,6 +48,19 @@ pub mod touchpoint {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// What a timeline keeps.
+#[derive(Debug, Clone, Default)]
+pub struct TimelineFilter {
+    /// Only these channels (enum numbers); empty means all.
+    pub channels: Vec<i32>,
+    /// Only these kinds (stored names); empty means all.
+    pub kinds: Vec<String>,
+    /// From this time on.
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this time.
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Touchpoints in the database.
@@ -79,6 +94,7 @@ impl TouchpointStore {
         let insert = touchpoint::Entity::insert(touchpoint::ActiveModel {
             id: Set(touchpoint.id.clone()),
             profile_id: Set(touchpoint.profile_id.to_string()),
+            customer_id: Set(touchpoint.profile_id.to_string()),
             channel: Set(touchpoint.channel),
             kind: Set(touchpoint.kind.as_str().to_string()),
             occurred_at: Set(touchpoint.occurred_at),
@@ -116,18 +132,103 @@ impl TouchpointStore {
         Ok((touchpoint, false))
     }
 
-    /// A profile's touchpoints, newest first.
-    pub async fn timeline(&self, profile_ids: &[String], limit: u64) -> Result<Vec<Touchpoint>> {
-        touchpoint::Entity::find()
-            .filter(touchpoint::Column::ProfileId.is_in(profile_ids.to_vec()))
+    /// A customer's touchpoints (following merges), newest first, after
+    /// `after` (a position of a previous page), filtered.
+    pub async fn timeline(
+        &self,
+        customer: Uuid,
+        filter: &TimelineFilter,
+        limit: u64,
+        after: Option<String>,
+    ) -> Result<(Vec<Touchpoint>, Option<String>)> {
+        let mut query = touchpoint::Entity::find()
+            .filter(touchpoint::Column::CustomerId.eq(customer.to_string()))
             .order_by_desc(touchpoint::Column::OccurredAt)
             .order_by_desc(touchpoint::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?
+            .limit(limit + 1);
+        if !filter.channels.is_empty() {
+            query = query.filter(touchpoint::Column::Channel.is_in(filter.channels.clone()));
+        }
+        if !filter.kinds.is_empty() {
+            query = query.filter(touchpoint::Column::Kind.is_in(filter.kinds.clone()));
+        }
+        if let Some(start) = filter.start {
+            query = query.filter(touchpoint::Column::OccurredAt.gte(start));
+        }
+        if let Some(end) = filter.end {
+            query = query.filter(touchpoint::Column::OccurredAt.lt(end));
+        }
+        if let Some(after) = after {
+            let invalid = || Error::invalid("page_token", "not a token of this timeline");
+            let (time, id) = after.split_once('|').ok_or_else(invalid)?;
+            let time = chrono::DateTime::parse_from_rfc3339(time)
+                .map_err(|_| invalid())?
+                .with_timezone(&chrono::Utc);
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(touchpoint::Column::OccurredAt.lt(time))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(touchpoint::Column::OccurredAt.eq(time))
+                            .add(touchpoint::Column::Id.lt(id.to_string())),
+                    ),
+            );
+        }
+        let mut rows = query.all(&self.db).await?;
+        let next = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|row| format!("{}|{}", row.occurred_at.to_rfc3339(), row.id))
+        } else {
+            None
+        };
+        let touchpoints = rows
             .into_iter()
             .map(to_domain)
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((touchpoints, next))
+    }
+
+    /// Moves the touchpoints of `merged` to `survivor`'s timeline, once per event.
+    pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<()> {
+        let transaction = self.db.begin().await?;
+        if !self.inbox.first_delivery(&transaction, event_id).await? {
+            return Ok(());
+        }
+        touchpoint::Entity::update_many()
+            .col_expr(
+                touchpoint::Column::CustomerId,
+                sea_orm::sea_query::Expr::value(survivor.to_string()),
+            )
+            .filter(touchpoint::Column::CustomerId.eq(merged))
+            .exec(&transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Gives `restored` back the touchpoints recorded for it, once per event.
+    pub async fn follow_unmerge(
+        &self,
+        event_id: &str,
+        survivor: &str,
+        restored: &str,
+    ) -> Result<()> {
+        let transaction = self.db.begin().await?;
+        if !self.inbox.first_delivery(&transaction, event_id).await? {
+            return Ok(());
+        }
+        touchpoint::Entity::update_many()
+            .col_expr(
+                touchpoint::Column::CustomerId,
+                sea_orm::sea_query::Expr::value(restored.to_string()),
+            )
+            .filter(touchpoint::Column::ProfileId.eq(restored))
+            .filter(touchpoint::Column::CustomerId.eq(survivor))
+            .exec(&transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Deletes everything held about `profile_ids`, once per erasure event.
@@ -137,7 +238,11 @@ impl TouchpointStore {
             return Ok(0);
         }
         let deleted = touchpoint::Entity::delete_many()
-            .filter(touchpoint::Column::ProfileId.is_in(profile_ids.to_vec()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(touchpoint::Column::ProfileId.is_in(profile_ids.to_vec()))
+                    .add(touchpoint::Column::CustomerId.is_in(profile_ids.to_vec())),
+            )
             .exec(&transaction)
             .await?
             .rows_affected;

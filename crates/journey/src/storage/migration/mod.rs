@@ -2,6 +2,7 @@
 //! against its own table definitions.
 
 mod m20261122_000001_create_touchpoints;
+mod m20261122_000002_add_customer_id;
 
 use sea_orm_migration::prelude::*;
 
@@ -11,7 +12,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_touchpoints::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_touchpoints::Migration),
+            Box::new(m20261122_000002_add_customer_id::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
