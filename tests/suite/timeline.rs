@@ -172,3 +172,93 @@ async fn a_timeline_follows_a_merge_across_channels() {
     assert_eq!(second_page.touchpoints[0].touchpoint_id, "t-1");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_acknowledges_each_message_and_a_bad_touchpoint_does_not_end_it() {
+    use cairn_contract::journey::v1::StreamTouchpointsRequest;
+    use tokio_stream::StreamExt;
+    let app = spawn_app().await;
+    let who = identifier(IdentifierType::CrmId, "crm-stream");
+    let messages = vec![
+        StreamTouchpointsRequest {
+            touchpoints: vec![
+                touchpoint(
+                    "s-1",
+                    who.clone(),
+                    Channel::Store,
+                    TouchpointType::StoreVisit,
+                    5,
+                ),
+                Touchpoint {
+                    channel: 0,
+                    ..touchpoint(
+                        "s-bad",
+                        who.clone(),
+                        Channel::Store,
+                        TouchpointType::StoreVisit,
+                        4,
+                    )
+                },
+            ],
+        },
+        StreamTouchpointsRequest {
+            touchpoints: vec![
+                touchpoint(
+                    "s-2",
+                    who.clone(),
+                    Channel::CallCentre,
+                    TouchpointType::Call,
+                    3,
+                ),
+                touchpoint(
+                    "s-1",
+                    who.clone(),
+                    Channel::Store,
+                    TouchpointType::StoreVisit,
+                    5,
+                ),
+            ],
+        },
+    ];
+    let mut acks = app
+        .journey()
+        .await
+        .stream_touchpoints(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(ack) = acks.next().await {
+        for result in ack.unwrap().results {
+            outcomes.push((result.index, result.outcome));
+        }
+    }
+    assert_eq!(
+        outcomes,
+        [
+            (0, TouchpointOutcome::Stored as i32),
+            (1, TouchpointOutcome::Refused as i32),
+            (2, TouchpointOutcome::Stored as i32),
+            (3, TouchpointOutcome::Duplicate as i32)
+        ]
+    );
+    let timeline = app
+        .journey()
+        .await
+        .list_timeline(ListTimelineRequest {
+            customer: Some(CustomerRef {
+                customer: Some(customer_ref::Customer::Identifier(who)),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .touchpoints;
+    assert_eq!(
+        timeline.len(),
+        2,
+        "every acknowledged touchpoint is stored, once"
+    );
+    app.stop().await;
+}

@@ -23,6 +23,7 @@ pub fn scopes() -> ScopeTable {
 }
 
 /// The gRPC handlers.
+#[derive(Clone)]
 pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
@@ -34,6 +35,43 @@ impl JourneyApi {
         Self { store, profiles }
     }
 }
+
+/// What became of one touchpoint of a batch or a stream.
+fn touchpoint_result(
+    index: i64,
+    touchpoint_id: String,
+    outcome: cairn_runtime::Result<(crate::domain::Touchpoint, bool)>,
+) -> pb::TouchpointResult {
+    match outcome {
+        Ok((stored, duplicate)) => pb::TouchpointResult {
+            index,
+            touchpoint_id,
+            outcome: if duplicate {
+                pb::TouchpointOutcome::Duplicate
+            } else {
+                pb::TouchpointOutcome::Stored
+            } as i32,
+            profile_id: stored.profile_id.to_string(),
+            ..Default::default()
+        },
+        Err(error) => {
+            let status = Status::from(error);
+            pb::TouchpointResult {
+                index,
+                touchpoint_id,
+                outcome: pb::TouchpointOutcome::Refused as i32,
+                error_message: status.message().to_string(),
+                error_code: status.code() as i32,
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// The acknowledgement stream of StreamTouchpoints.
+type AckStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::StreamTouchpointsResponse, Status>> + Send + 'static>,
+>;
 
 impl JourneyApi {
     /// Checks, resolves and stores one touchpoint named `field`; returns it
@@ -89,30 +127,7 @@ impl JourneyService for JourneyApi {
             let outcome = self
                 .record_one(&format!("touchpoints[{index}]"), wire)
                 .await;
-            results.push(match outcome {
-                Ok((stored, duplicate)) => pb::TouchpointResult {
-                    index: index as i64,
-                    touchpoint_id,
-                    outcome: if duplicate {
-                        pb::TouchpointOutcome::Duplicate
-                    } else {
-                        pb::TouchpointOutcome::Stored
-                    } as i32,
-                    profile_id: stored.profile_id.to_string(),
-                    ..Default::default()
-                },
-                Err(error) => {
-                    let status = Status::from(error);
-                    pb::TouchpointResult {
-                        index: index as i64,
-                        touchpoint_id,
-                        outcome: pb::TouchpointOutcome::Refused as i32,
-                        error_message: status.message().to_string(),
-                        error_code: status.code() as i32,
-                        ..Default::default()
-                    }
-                }
-            });
+            results.push(touchpoint_result(index as i64, touchpoint_id, outcome));
         }
         Ok(Response::new(pb::RecordTouchpointsResponse { results }))
     }
@@ -183,5 +198,45 @@ impl JourneyService for JourneyApi {
                 .map(|position| encode_token(&position))
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn stream_touchpoints(
+        &self,
+        request: Request<tonic::Streaming<pb::StreamTouchpointsRequest>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let mut incoming = request.into_inner();
+        let api = self.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut index: i64 = 0;
+            loop {
+                let message = match incoming.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let mut results = Vec::with_capacity(message.touchpoints.len());
+                for wire in message.touchpoints {
+                    let touchpoint_id = wire.touchpoint_id.clone();
+                    let outcome = api.record_one(&format!("touchpoints[{index}]"), wire).await;
+                    results.push(touchpoint_result(index, touchpoint_id, outcome));
+                    index += 1;
+                }
+                // Acknowledged only after every touchpoint of the message is durable.
+                if sender
+                    .send(Ok(pb::StreamTouchpointsResponse { results }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 }
