@@ -26,6 +26,7 @@ use cairn_runtime::{Result, ServiceKind, Settings, peer, storage as db};
 use tonic::service::Routes;
 
 use crate::storage::TouchpointStore;
+use crate::storage::journeys::JourneyStore;
 use crate::storage::migration::Migrator;
 
 /// Applies the journey service's migrations to its database.
@@ -47,7 +48,14 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("journey_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
-    let store = TouchpointStore::new(db.clone(), outbox, Inbox::new("journey_inbox"));
+    let journeys = JourneyStore::new(db.clone(), outbox.clone());
+    journeys.seed(&domain::definition::built_in()).await?;
+    let store = TouchpointStore::new(
+        db.clone(),
+        outbox,
+        Inbox::new("journey_inbox"),
+        journeys.clone(),
+    );
     spawn_consumer(
         shared.bus.clone(),
         ConsumerOptions::new("journey"),

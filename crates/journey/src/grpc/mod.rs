@@ -90,8 +90,15 @@ impl JourneyApi {
             .profiles
             .resolve(&format!("{field}.customer"), &incoming.customer)
             .await?;
+        let journeys = self.store.journeys();
+        let heads = journeys.heads(journeys.database(), true).await?;
+        let profile = if heads.iter().any(|journey| journey.reads_profile()) {
+            self.profiles.rule_variable(profile_id).await?
+        } else {
+            crate::profiles::empty_rule_variable()
+        };
         self.store
-            .record(incoming.into_touchpoint(profile_id))
+            .record(incoming.into_touchpoint(profile_id), &heads, profile)
             .await
     }
 }
