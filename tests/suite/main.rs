@@ -9,6 +9,7 @@ mod consent;
 mod contract;
 mod events;
 mod groups;
+mod journeys;
 mod lifecycle;
 mod limits;
 mod portability;

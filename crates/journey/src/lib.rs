@@ -68,7 +68,7 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         credentials,
         settings.peer_deadline(),
     )?);
-    let api = grpc::JourneyApi::new(store, profiles);
+    let api = grpc::JourneyApi::new(store, profiles, shared.bus.clone(), shared.shutdown.clone());
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Journey,

@@ -99,6 +99,21 @@ impl Error {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())
     }
+
+    /// The error with its field paths placed under `parent` (`stages[0]`
+    /// becomes `definition.stages[0]`), so that a check written for a part
+    /// names the field as the caller sent it.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            Self::InvalidArgument(violations) => Self::InvalidArgument(
+                violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(format!("{parent}.{}", v.field), v.description))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }
 
 /// Collects field violations while a request is checked, so that a caller

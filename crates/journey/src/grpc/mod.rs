@@ -1,6 +1,8 @@
 //! The gRPC face of the journey service.
 
 pub mod convert;
+pub mod definitions;
+pub mod watch;
 
 use cairn_contract::journey::v1 as pb;
 use cairn_contract::journey::v1::journey_service_server::JourneyService;
@@ -27,13 +29,31 @@ pub fn scopes() -> ScopeTable {
 pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
+    bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl JourneyApi {
-    /// Handlers over `store`, resolving customers through `profiles`.
-    pub fn new(store: TouchpointStore, profiles: ProfileDirectory) -> Self {
-        Self { store, profiles }
+    /// Handlers over `store`, resolving customers through `profiles`;
+    /// watches follow `bus` until `shutdown`.
+    pub fn new(
+        store: TouchpointStore,
+        profiles: ProfileDirectory,
+        bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            profiles,
+            bus,
+            shutdown,
+        }
     }
+}
+
+/// Answers a handler's result on the wire, mapping domain errors in one place.
+fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 /// What became of one touchpoint of a batch or a stream.
@@ -205,6 +225,69 @@ impl JourneyService for JourneyApi {
                 .map(|position| encode_token(&position))
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn create_journey_definition(
+        &self,
+        request: Request<pb::CreateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::CreateJourneyDefinitionResponse>, Status> {
+        answer(self.create_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_definition(
+        &self,
+        request: Request<pb::GetJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::GetJourneyDefinitionResponse>, Status> {
+        answer(self.get_definition(request.into_inner()).await)
+    }
+
+    async fn list_journey_definitions(
+        &self,
+        request: Request<pb::ListJourneyDefinitionsRequest>,
+    ) -> Result<Response<pb::ListJourneyDefinitionsResponse>, Status> {
+        answer(self.list_definitions(request.into_inner()).await)
+    }
+
+    async fn update_journey_definition(
+        &self,
+        request: Request<pb::UpdateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::UpdateJourneyDefinitionResponse>, Status> {
+        answer(self.update_definition(request.into_inner()).await)
+    }
+
+    async fn archive_journey_definition(
+        &self,
+        request: Request<pb::ArchiveJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ArchiveJourneyDefinitionResponse>, Status> {
+        answer(self.archive_definition(request.into_inner()).await)
+    }
+
+    async fn validate_journey_definition(
+        &self,
+        request: Request<pb::ValidateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ValidateJourneyDefinitionResponse>, Status> {
+        answer(self.validate_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_state(
+        &self,
+        request: Request<pb::GetJourneyStateRequest>,
+    ) -> Result<Response<pb::GetJourneyStateResponse>, Status> {
+        answer(self.get_state(request.into_inner()).await)
+    }
+
+    async fn list_journey_states(
+        &self,
+        request: Request<pb::ListJourneyStatesRequest>,
+    ) -> Result<Response<pb::ListJourneyStatesResponse>, Status> {
+        answer(self.list_states(request.into_inner()).await)
+    }
+
+    async fn watch_transitions(
+        &self,
+        request: Request<pb::WatchTransitionsRequest>,
+    ) -> Result<Response<watch::TransitionStream>, Status> {
+        answer(self.watch(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(
