@@ -15,5 +15,6 @@ mod limits;
 mod portability;
 mod profiles;
 mod segments;
+mod sessions;
 mod timeline;
 mod tracing_context;

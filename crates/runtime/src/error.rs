@@ -213,6 +213,18 @@ impl From<redis::RedisError> for Error {
     }
 }
 
+impl From<cairn_state::StateError> for Error {
+    fn from(error: cairn_state::StateError) -> Self {
+        match error {
+            cairn_state::StateError::Unavailable(detail) => {
+                tracing::warn!(%detail, "state store unavailable");
+                Self::Unavailable("the session store is unavailable; retry shortly".into())
+            }
+            cairn_state::StateError::Failed(detail) => Self::Internal(detail),
+        }
+    }
+}
+
 impl From<Status> for Error {
     /// A status from another Cairn service, kept as the same kind so that the
     /// caller of this service sees what went wrong down the line.

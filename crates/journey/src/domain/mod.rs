@@ -3,6 +3,7 @@
 
 pub mod definition;
 pub mod progress;
+pub mod session;
 pub mod touchpoint;
 
 pub use touchpoint::{

@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod definitions;
+pub mod sessions;
 pub mod watch;
 
 use cairn_contract::journey::v1 as pb;
@@ -29,6 +30,7 @@ pub fn scopes() -> ScopeTable {
 pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
+    sessions: crate::storage::sessions::SessionStore,
     bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -39,12 +41,14 @@ impl JourneyApi {
     pub fn new(
         store: TouchpointStore,
         profiles: ProfileDirectory,
+        sessions: crate::storage::sessions::SessionStore,
         bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
             store,
             profiles,
+            sessions,
             bus,
             shutdown,
         }
@@ -288,6 +292,34 @@ impl JourneyService for JourneyApi {
         request: Request<pb::WatchTransitionsRequest>,
     ) -> Result<Response<watch::TransitionStream>, Status> {
         answer(self.watch(request.into_inner()).await)
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        answer(self.get_session_of(request.into_inner()).await)
+    }
+
+    async fn resume_session(
+        &self,
+        request: Request<pb::ResumeSessionRequest>,
+    ) -> Result<Response<pb::ResumeSessionResponse>, Status> {
+        answer(self.resume_session_of(request.into_inner()).await)
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        answer(self.update_session_of(request.into_inner()).await)
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        answer(self.end_session_of(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(

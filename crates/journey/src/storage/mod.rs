@@ -2,6 +2,7 @@
 
 pub mod journeys;
 pub mod migration;
+pub mod sessions;
 
 use cairn_contract::events::v1::TouchpointRecorded;
 use cairn_contract::events::v1::change_event::Payload;
