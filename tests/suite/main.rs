@@ -2,6 +2,7 @@
 //! with its own suite, database and Redis prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod abandonment;
 mod attributes;
 mod auth;
 mod bus;

@@ -397,3 +397,62 @@ impl JourneyApi {
         })
     }
 }
+
+impl JourneyApi {
+    pub(super) async fn list_abandonments_of(
+        &self,
+        request: pb::ListAbandonmentsRequest,
+    ) -> Result<pb::ListAbandonmentsResponse> {
+        use crate::storage::abandonments::{AbandonmentFilter, list};
+        let mut violations = Violations::new();
+        let customer = match request.customer {
+            Some(customer) => {
+                violations.check(CustomerReference::from_proto("customer", Some(customer)))
+            }
+            None => None,
+        };
+        if !request.journey_id.is_empty() {
+            violations.check(crate::domain::definition::check_journey_id(
+                &request.journey_id,
+            ));
+        }
+        let (start, end) = violations
+            .check(super::time_range(request.time_range))
+            .unwrap_or_default();
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(decode_token(&request.page_token));
+        violations.finish()?;
+        let (Some(limit), Some(after)) = (limit, after) else {
+            return Err(Error::internal("checked fields missing"));
+        };
+        let customer = match customer {
+            Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
+            None => None,
+        };
+        let filter = AbandonmentFilter {
+            customer,
+            journey_id: (!request.journey_id.is_empty()).then_some(request.journey_id),
+            start,
+            end,
+        };
+        let (rows, next) = list(self.store.journeys().database(), &filter, limit, after).await?;
+        Ok(pb::ListAbandonmentsResponse {
+            abandonments: rows
+                .into_iter()
+                .map(|row| pb::Abandonment {
+                    abandonment_id: row.id,
+                    profile_id: row.customer_id,
+                    journey_id: row.journey_id,
+                    stage: row.stage,
+                    key: row.stage_key,
+                    detect_time: Some(timestamp_to_proto(row.detected_at)),
+                    decision_id: row.decision_id.unwrap_or_default(),
+                    action_id: row.action_id.unwrap_or_default(),
+                    channel: row.channel.unwrap_or_default(),
+                    reengagement_status: row.status,
+                })
+                .collect(),
+            next_page_token: next.map(|id| encode_token(&id)).unwrap_or_default(),
+        })
+    }
+}

@@ -55,6 +55,35 @@ impl JourneyApi {
     }
 }
 
+/// A point in time.
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// A request's optional time range, checked: (start, end), either open.
+pub(crate) fn time_range(
+    range: Option<cairn_contract::common::v1::TimeRange>,
+) -> cairn_runtime::Result<(Option<Time>, Option<Time>)> {
+    let range = range.unwrap_or_default();
+    let mut violations = Violations::new();
+    let start = range
+        .start_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
+    let end = range
+        .end_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        violations.add(
+            "time_range.end_time",
+            "before start_time; the range's end must come after its start",
+        );
+    }
+    violations.finish()?;
+    Ok((start, end))
+}
+
 /// Answers a handler's result on the wire, mapping domain errors in one place.
 fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
@@ -189,20 +218,9 @@ impl JourneyService for JourneyApi {
                 violations.check(convert::kind_name(&format!("types[{index}]"), *raw))
             })
             .collect();
-        let range = request.time_range.unwrap_or_default();
-        let start = range
-            .start_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
-        let end = range
-            .end_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
-        if let (Some(start), Some(end)) = (start, end)
-            && end < start
-        {
-            violations.add("time_range.end_time", "before start_time");
-        }
+        let (start, end) = violations
+            .check(time_range(request.time_range))
+            .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
         violations.finish()?;
@@ -320,6 +338,13 @@ impl JourneyService for JourneyApi {
         request: Request<pb::EndSessionRequest>,
     ) -> Result<Response<pb::EndSessionResponse>, Status> {
         answer(self.end_session_of(request.into_inner()).await)
+    }
+
+    async fn list_abandonments(
+        &self,
+        request: Request<pb::ListAbandonmentsRequest>,
+    ) -> Result<Response<pb::ListAbandonmentsResponse>, Status> {
+        answer(self.list_abandonments_of(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(

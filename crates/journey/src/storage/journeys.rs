@@ -604,7 +604,20 @@ impl JourneyStore {
             .exec(transaction)
             .await?
             .rows_affected;
-        Ok(states + transitions)
+        let abandonments = super::abandonments::erase(transaction, profile_ids).await?;
+        Ok(states + transitions + abandonments)
+    }
+
+    /// The channel of the customer's latest touchpoint, if any.
+    pub async fn last_channel(&self, customer: &str) -> Result<Option<i32>> {
+        Ok(super::touchpoint::Entity::find()
+            .select_only()
+            .column(super::touchpoint::Column::Channel)
+            .filter(super::touchpoint::Column::CustomerId.eq(customer))
+            .order_by_desc(super::touchpoint::Column::OccurredAt)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// Starts a transaction on the store's database.

@@ -1,5 +1,6 @@
 //! The journey service's storage: touchpoints, durable before a call returns.
 
+pub mod abandonments;
 pub mod journeys;
 pub mod migration;
 pub mod sessions;
@@ -175,6 +176,7 @@ impl TouchpointStore {
             .await?;
         transaction.commit().await?;
         self.outbox.committed();
+        metrics::counter!("cairn_touchpoints_ingested_total").increment(1);
         Ok((touchpoint, false))
     }
 
