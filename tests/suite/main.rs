@@ -7,6 +7,7 @@ mod auth;
 mod bus;
 mod consent;
 mod contract;
+mod entrypoint;
 mod events;
 mod groups;
 mod journeys;
