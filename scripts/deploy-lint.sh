@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the deployment files, as `make deploy-lint` (part of `make lint`) runs
-# them: every kustomize overlay renders; every rendered object validates
+# them: every kustomize overlay renders and keeps what it promises (services,
+# probes, replicas, stores, telemetry); every rendered object validates
 # against the Kubernetes JSON schemas of the oldest and the newest version
 # Cairn supports; checkov finds nothing in the rendered manifests or the
 # Dockerfile beyond the exceptions written down in deploy/README.md; the
@@ -24,6 +25,49 @@ for overlay in deploy/k8s/overlays/*/; do
     "$TOOLS/kubectl" kustomize "$overlay" >"$rendered/$name.yaml"
     echo "deploy-lint: rendered $name: $(grep -c '^kind:' "$rendered/$name.yaml") objects"
 done
+
+# What each overlay promises (deploy/README.md), checked on what it renders.
+"$TOOLS/python" - "$rendered" <<'PYTHON'
+import sys, yaml
+services = ["profile", "journey", "recommendation", "feedback"]
+def load(overlay):
+    objects = {}
+    for document in yaml.safe_load_all(open(f"{sys.argv[1]}/{overlay}.yaml")):
+        objects[(document["kind"], document["metadata"]["name"])] = document
+    return objects
+def require(condition, message):
+    if not condition:
+        sys.exit(f"deploy-lint: {message}")
+for overlay in ("dev", "prod"):
+    objects = load(overlay)
+    for service in services:
+        name = f"cairn-{service}"
+        deployment = objects.get(("Deployment", name))
+        require(deployment, f"{overlay}: no Deployment {name}")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        require(container["args"] == ["serve", "--only", service], f"{overlay}: {name} does not run `cairn serve --only {service}`")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            require("grpc" in container.get(probe, {}), f"{overlay}: {name} has no gRPC {probe}")
+        for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+            require((kind, name) in objects, f"{overlay}: no {kind} {name}")
+        hpa = objects.get(("HorizontalPodAutoscaler", name))
+        if overlay == "dev":
+            require(deployment["spec"].get("replicas") == 1, f"dev: {name} is not one replica")
+            require(hpa is None, f"dev: {name} is autoscaled")
+        else:
+            require("replicas" not in deployment["spec"], f"prod: {name} sets replicas; its autoscaler owns them")
+            require(hpa and hpa["spec"]["minReplicas"] >= 3, f"prod: {name} may run fewer than three replicas")
+            rolling = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+            require(rolling.get("maxUnavailable") == 0, f"prod: {name} does not roll with maxUnavailable 0")
+    require(("Job", "cairn-migrate") in objects, f"{overlay}: no migration Job")
+    stores = {name for kind, name in objects if kind == "Deployment"} & {"postgres", "redis"}
+    require(stores == ({"postgres", "redis"} if overlay == "dev" else set()),
+            f"{overlay}: in-cluster stores are {sorted(stores)}")
+    settings = next(o for (kind, name), o in objects.items() if kind == "ConfigMap" and name.startswith("cairn-settings"))
+    require((overlay == "prod") == ("OTEL_EXPORTER_OTLP_ENDPOINT" in settings["data"]),
+            f"{overlay}: the OTLP endpoint is {'missing' if overlay == 'prod' else 'set'}")
+    print(f"deploy-lint: {overlay} keeps its promises (services, probes, replicas, stores, telemetry)")
+PYTHON
 
 for version in $KUBERNETES_VERSIONS; do
     "$TOOLS/kubernetes-validate" --strict --quiet --kubernetes-version "$version" "$rendered"/*.yaml
