@@ -8,6 +8,7 @@ mod auth;
 mod bus;
 mod consent;
 mod contract;
+mod entrypoint;
 mod events;
 mod groups;
 mod journeys;

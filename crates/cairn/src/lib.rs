@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - [`Suite`]: binds, starts and stops services.
-//! - `main.rs`: the `cairn` command line (serve, migrate, token).
+//! - [`cli`]: the `cairn` command line (serve, migrate, token), parsed by
+//!   `main.rs` and by the tests of the image's entrypoint arguments.
+
+pub mod cli;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
