@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod abandonment;
+mod analytics;
 mod attributes;
 mod auth;
 mod bus;

@@ -145,3 +145,37 @@ impl ProfileDirectory {
 pub fn empty_rule_variable() -> serde_json::Value {
     serde_json::json!({ "attributes": {}, "segments": [] })
 }
+
+impl ProfileDirectory {
+    /// Every member of `segment_id` (profile ids), page by page.
+    pub async fn segment_members(
+        &self,
+        segment_id: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut members = std::collections::HashSet::new();
+        let mut page_token = String::new();
+        loop {
+            let request = profile::ListSegmentMembersRequest {
+                segment_id: segment_id.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+            };
+            let page = with_retry(|| {
+                let mut client = self.client.clone();
+                let request = request.clone();
+                async move { client.list_segment_members(request).await }
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::not_found("segment", segment_id),
+                _ => Error::from(status),
+            })?
+            .into_inner();
+            members.extend(page.profile_ids);
+            if page.next_page_token.is_empty() {
+                return Ok(members);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}

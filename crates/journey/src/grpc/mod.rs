@@ -1,5 +1,6 @@
 //! The gRPC face of the journey service.
 
+pub mod analytics;
 pub mod convert;
 pub mod definitions;
 pub mod sessions;
@@ -345,6 +346,20 @@ impl JourneyService for JourneyApi {
         request: Request<pb::ListAbandonmentsRequest>,
     ) -> Result<Response<pb::ListAbandonmentsResponse>, Status> {
         answer(self.list_abandonments_of(request.into_inner()).await)
+    }
+
+    async fn run_funnel(
+        &self,
+        request: Request<pb::RunFunnelRequest>,
+    ) -> Result<Response<pb::RunFunnelResponse>, Status> {
+        answer(self.run_funnel_of(request.into_inner()).await)
+    }
+
+    async fn list_top_paths(
+        &self,
+        request: Request<pb::ListTopPathsRequest>,
+    ) -> Result<Response<pb::ListTopPathsResponse>, Status> {
+        answer(self.list_top_paths_of(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(

@@ -608,6 +608,34 @@ impl JourneyStore {
         Ok(states + transitions + abandonments)
     }
 
+    /// Entries into stages of `journey_ids` in `[start, end)`:
+    /// (customer, journey, stage, when), by customer and time.
+    pub async fn entries_between(
+        &self,
+        journey_ids: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, String, DateTime<Utc>)>> {
+        if journey_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(transition::Entity::find()
+            .select_only()
+            .column(transition::Column::CustomerId)
+            .column(transition::Column::JourneyId)
+            .column(transition::Column::ToStage)
+            .column(transition::Column::TransitionAt)
+            .filter(transition::Column::JourneyId.is_in(journey_ids.to_vec()))
+            .filter(transition::Column::ToStage.ne(""))
+            .filter(transition::Column::TransitionAt.gte(start))
+            .filter(transition::Column::TransitionAt.lt(end))
+            .order_by_asc(transition::Column::CustomerId)
+            .order_by_asc(transition::Column::TransitionAt)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     /// The channel of the customer's latest touchpoint, if any.
     pub async fn last_channel(&self, customer: &str) -> Result<Option<i32>> {
         Ok(super::touchpoint::Entity::find()

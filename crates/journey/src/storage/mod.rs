@@ -237,6 +237,29 @@ impl TouchpointStore {
         Ok((touchpoints, next))
     }
 
+    /// Every touchpoint that happened in `[start, end)`, by customer and time:
+    /// what funnels and paths are computed from.
+    pub async fn between(
+        &self,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, Touchpoint)>> {
+        let rows = touchpoint::Entity::find()
+            .filter(touchpoint::Column::OccurredAt.gte(start))
+            .filter(touchpoint::Column::OccurredAt.lt(end))
+            .order_by_asc(touchpoint::Column::CustomerId)
+            .order_by_asc(touchpoint::Column::OccurredAt)
+            .order_by_asc(touchpoint::Column::Id)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let customer = row.customer_id.clone();
+                to_domain(row).map(|touchpoint| (customer, touchpoint))
+            })
+            .collect()
+    }
+
     /// Moves the touchpoints of `merged` to `survivor`'s timeline, once per event.
     pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<()> {
         let transaction = self.db.begin().await?;
