@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod bus;
 mod consent;
+mod context;
 mod contract;
 mod entrypoint;
 mod events;

@@ -11,6 +11,7 @@
 pub mod deadlines;
 pub mod domain;
 pub mod erasure;
+pub mod feedback;
 pub mod grpc;
 pub mod profiles;
 pub mod recommendations;
@@ -96,12 +97,22 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         Arc::new(erasure::SessionFollower::new(sessions.clone())),
         shared.shutdown.clone(),
     );
+    let feedback = feedback::FeedbackDesk::new(peer::channel(
+        &settings.peer_address(ServiceKind::Feedback),
+        credentials.clone(),
+        settings.peer_deadline(),
+    )?);
     let api = grpc::JourneyApi::new(
         store,
-        profiles,
         sessions,
+        grpc::Peers {
+            profiles,
+            recommendations,
+            feedback,
+        },
         shared.bus.clone(),
         shared.shutdown.clone(),
+        settings.peer_deadline(),
     );
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {

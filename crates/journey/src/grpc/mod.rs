@@ -1,6 +1,7 @@
 //! The gRPC face of the journey service.
 
 pub mod analytics;
+pub mod context;
 pub mod convert;
 pub mod definitions;
 pub mod sessions;
@@ -32,26 +33,44 @@ pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
     sessions: crate::storage::sessions::SessionStore,
+    recommendations: crate::recommendations::Recommendations,
+    feedback: crate::feedback::FeedbackDesk,
     bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
     shutdown: tokio_util::sync::CancellationToken,
+    context_deadline: std::time::Duration,
+}
+
+/// The other services the handlers call.
+pub struct Peers {
+    /// Who customers are.
+    pub profiles: ProfileDirectory,
+    /// Next best actions.
+    pub recommendations: crate::recommendations::Recommendations,
+    /// Tickets and scores.
+    pub feedback: crate::feedback::FeedbackDesk,
 }
 
 impl JourneyApi {
     /// Handlers over `store`, resolving customers through `profiles`;
     /// watches follow `bus` until `shutdown`.
+    /// The customer context gathers within `context_deadline`.
     pub fn new(
         store: TouchpointStore,
-        profiles: ProfileDirectory,
         sessions: crate::storage::sessions::SessionStore,
+        peers: Peers,
         bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
         shutdown: tokio_util::sync::CancellationToken,
+        context_deadline: std::time::Duration,
     ) -> Self {
         Self {
             store,
-            profiles,
+            profiles: peers.profiles,
             sessions,
+            recommendations: peers.recommendations,
+            feedback: peers.feedback,
             bus,
             shutdown,
+            context_deadline,
         }
     }
 }
@@ -83,6 +102,21 @@ pub(crate) fn time_range(
     }
     violations.finish()?;
     Ok((start, end))
+}
+
+/// A `grpc-timeout` header value ("500m", "2S") as a duration.
+fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = amount.parse().ok()?;
+    Some(match unit {
+        "H" => std::time::Duration::from_secs(amount * 3600),
+        "M" => std::time::Duration::from_secs(amount * 60),
+        "S" => std::time::Duration::from_secs(amount),
+        "m" => std::time::Duration::from_millis(amount),
+        "u" => std::time::Duration::from_micros(amount),
+        "n" => std::time::Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Answers a handler's result on the wire, mapping domain errors in one place.
@@ -360,6 +394,22 @@ impl JourneyService for JourneyApi {
         request: Request<pb::ListTopPathsRequest>,
     ) -> Result<Response<pb::ListTopPathsResponse>, Status> {
         answer(self.list_top_paths_of(request.into_inner()).await)
+    }
+
+    async fn get_customer_context(
+        &self,
+        request: Request<pb::GetCustomerContextRequest>,
+    ) -> Result<Response<pb::GetCustomerContextResponse>, Status> {
+        // The caller's own deadline wins when it is shorter.
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.context_deadline, |asked| {
+                asked.mul_f64(0.9).min(self.context_deadline)
+            });
+        answer(self.customer_context(request.into_inner(), deadline).await)
     }
 
     async fn stream_touchpoints(
