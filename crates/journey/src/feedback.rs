@@ -85,7 +85,7 @@ impl FeedbackDesk {
         });
         let mut kinds: HashMap<String, HashMap<String, i32>> = HashMap::new();
         let mut scores = LatestScores {
-            answered_at: responses.first().and_then(|r| r.submit_time.clone()),
+            answered_at: responses.first().and_then(|r| r.submit_time),
             ..Default::default()
         };
         for response in responses {
