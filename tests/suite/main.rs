@@ -14,6 +14,7 @@ mod entrypoint;
 mod events;
 mod groups;
 mod journeys;
+mod journeys_as_code;
 mod lifecycle;
 mod limits;
 mod portability;

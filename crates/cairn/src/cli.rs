@@ -36,6 +36,12 @@ pub enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Journeys as code: apply journey definitions kept in files.
+    Journeys {
+        /// What to do.
+        #[command(subcommand)]
+        command: JourneysCommand,
+    },
     /// Print a bearer token signed with CAIRN_AUTH_HS256_KEY, for trials and tests.
     Token {
         /// A scope to grant, for example profile.read (repeatable).
@@ -50,6 +56,31 @@ pub enum Command {
         /// Every setting, from flags and environment variables.
         #[command(flatten)]
         settings: Settings,
+    },
+}
+
+/// What `cairn journeys` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum JourneysCommand {
+    /// Validate journey definition files (TOML) with the journey service and
+    /// apply them when all are valid: create new journeys, version changed ones.
+    Apply {
+        /// Files or folders of *.toml journey definitions.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// The journey service.
+        #[arg(
+            long,
+            env = "CAIRN_JOURNEY_ADDR",
+            default_value = "http://127.0.0.1:50052"
+        )]
+        address: String,
+        /// A bearer token with the scopes journey.read and journey.write.
+        #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Validate and report, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn::Suite;
-use cairn::cli::{Cli, Command, selected_services};
+use cairn::cli::{Cli, Command, JourneysCommand, selected_services};
 use cairn_runtime::server::termination_signal;
 use cairn_runtime::{ServiceKind, Settings, auth, metrics, telemetry};
 use clap::Parser;
@@ -26,6 +26,22 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve { only, settings } => serve(selected_services(&only), settings).await,
         Command::Migrate { only, settings } => migrate(selected_services(&only), settings).await,
+        Command::Journeys {
+            command:
+                JourneysCommand::Apply {
+                    paths,
+                    address,
+                    token,
+                    dry_run,
+                },
+        } => {
+            let outcomes =
+                cairn::journeys::apply(&address, token.as_deref(), &paths, dry_run).await?;
+            for outcome in outcomes {
+                println!("{outcome}");
+            }
+            Ok(())
+        }
         Command::Token {
             scopes,
             subject,
