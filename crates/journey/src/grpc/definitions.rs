@@ -523,7 +523,7 @@ pub fn same_content(a: &pb::JourneyDefinition, b: &pb::JourneyDefinition) -> boo
         description: d.description.clone(),
         stages: d.stages.clone(),
         entry: Some(d.entry.clone().unwrap_or_default()),
-        reentry: Some(d.reentry.clone().unwrap_or_default()),
+        reentry: Some(d.reentry.unwrap_or_default()),
         exit: Some(d.exit.clone().unwrap_or_default()),
         loop_to_stage: d.loop_to_stage.clone(),
         ..Default::default()
