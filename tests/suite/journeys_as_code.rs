@@ -48,7 +48,7 @@ async fn journeys_in_files_are_validated_then_applied_once() {
             "journey_id = \"broken\"\n[[stages]]\nname = \"x\"\ncondition = 'touchpoint.type =='\n",
         ),
     ]);
-    let refused = apply(&address, Some(&token), &[broken.clone()], false)
+    let refused = apply(&address, Some(&token), std::slice::from_ref(&broken), false)
         .await
         .unwrap_err();
     assert!(
@@ -66,11 +66,11 @@ async fn journeys_in_files_are_validated_then_applied_once() {
     assert_eq!(absent.code(), Code::NotFound, "nothing was applied");
 
     let good = folder(&[("welcome.toml", WELCOME)]);
-    let applied = apply(&address, Some(&token), &[good.clone()], false)
+    let applied = apply(&address, Some(&token), std::slice::from_ref(&good), false)
         .await
         .unwrap();
     assert_eq!(applied, [Outcome::Created("welcome".into())]);
-    let again = apply(&address, Some(&token), &[good.clone()], false)
+    let again = apply(&address, Some(&token), std::slice::from_ref(&good), false)
         .await
         .unwrap();
     assert_eq!(again, [Outcome::Unchanged("welcome".into())]);
@@ -80,7 +80,7 @@ async fn journeys_in_files_are_validated_then_applied_once() {
         WELCOME.replace("max_duration = \"7d\"", "max_duration = \"3d\""),
     )
     .unwrap();
-    let changed = apply(&address, Some(&token), &[good.clone()], false)
+    let changed = apply(&address, Some(&token), std::slice::from_ref(&good), false)
         .await
         .unwrap();
     assert_eq!(changed, [Outcome::Updated("welcome".into(), 2)]);
@@ -97,7 +97,7 @@ async fn journeys_in_files_are_validated_then_applied_once() {
     assert_eq!(stored.stages[0].max_duration.unwrap().seconds, 3 * 86_400);
 
     // Without a token the service refuses, and the command says so.
-    let anonymous = apply(&address, None, &[good.clone()], false)
+    let anonymous = apply(&address, None, std::slice::from_ref(&good), false)
         .await
         .unwrap_err();
     assert!(anonymous.contains("validating"), "{anonymous}");
