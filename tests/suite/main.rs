@@ -21,5 +21,6 @@ mod portability;
 mod profiles;
 mod segments;
 mod sessions;
+mod stream_restart;
 mod timeline;
 mod tracing_context;
