@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod portability;
 mod profiles;
+mod recommendation;
 mod segments;
 mod timeline;
 mod tracing_context;

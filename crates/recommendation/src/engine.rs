@@ -15,7 +15,7 @@ use cairn_contract::recommendation::v1::{
 use cairn_runtime::common::{CustomerReference, TypedValue};
 use cairn_runtime::rules::Rule;
 use cairn_runtime::{Error, Result};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use chrono_tz::Tz;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -318,7 +318,8 @@ impl Engine {
         {
             return Ok(Idempotent::Replay(first));
         }
-        let now = Utc::now();
+        // Microseconds: what the database keeps, so a read-back equals the answer.
+        let now = Utc::now().trunc_subsecs(6);
         let view = self.view().await?;
         let live = view
             .policies
@@ -1073,7 +1074,7 @@ impl Engine {
         occur_time: Option<DateTime<Utc>>,
         source: OutcomeSource,
     ) -> Result<(Outcome, bool)> {
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         let (state, _) = self
             .store
             .chosen_state(decision_id, action_id)
@@ -1085,7 +1086,7 @@ impl Engine {
                 state.expire_time.to_rfc3339()
             )));
         }
-        let occur_time = occur_time.unwrap_or(now);
+        let occur_time = occur_time.unwrap_or(now).trunc_subsecs(6);
         if occur_time < state.decide_time - Duration::seconds(1) {
             return Err(Error::invalid(
                 "occur_time",

@@ -124,6 +124,10 @@ impl TouchpointStore {
                 channel: touchpoint.channel,
                 r#type: touchpoint.kind.as_str().to_string(),
                 occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
+                // Offer touchpoints carry the recommendation decision they
+                // report on, so the recommendation service learns from them.
+                decision_id: text_property(&touchpoint.properties, "decision_id"),
+                action_id: text_property(&touchpoint.properties, "action_id"),
             }),
         );
         self.outbox.enqueue(&transaction, &event).await?;
@@ -248,6 +252,14 @@ impl TouchpointStore {
             .rows_affected;
         transaction.commit().await?;
         Ok(deleted)
+    }
+}
+
+/// A string property's value, or empty.
+fn text_property(properties: &Properties, name: &str) -> String {
+    match properties.get(name) {
+        Some(cairn_runtime::common::TypedValue::String(text)) => text.clone(),
+        _ => String::new(),
     }
 }
 

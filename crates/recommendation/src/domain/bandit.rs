@@ -53,6 +53,11 @@ pub const NOISE_SCALE: f64 = 0.2;
 /// An action with fewer final outcomes of its own than this is scored
 /// mostly from its group (cold start).
 pub const COLD_START_OUTCOMES: i64 = 50;
+/// The acceptance probability assumed before anything is learnt (the
+/// global prior mean of the intercept): typical offer acceptance is a few
+/// percent, and a positive prior lets value and priority rank a cold
+/// catalogue.
+pub const PRIOR_ACCEPTANCE: f64 = 0.05;
 /// Resamples used to estimate Thompson sampling's selection probabilities.
 pub const RESAMPLES: usize = 200;
 /// The most features the model keeps; later new features are ignored.
@@ -260,16 +265,19 @@ impl Model {
             .iter()
             .map(|stored| (stored.key.as_str(), stored))
             .collect();
-        let zero = DVector::zeros(dimension);
+        let mut prior = DVector::zeros(dimension);
+        if let Some(bias) = index_of(&features, super::features::BIAS) {
+            prior[bias] = PRIOR_ACCEPTANCE;
+        }
         let fallback = || Level {
-            mean: DVector::zeros(dimension),
+            mean: prior.clone(),
             factor: DMatrix::identity(dimension, dimension) * PRIOR_PRECISION.sqrt(),
             outcomes: 0,
         };
         let global = solve_level(
             by_key.get(GLOBAL).map(|stored| &stored.statistics),
             dimension,
-            &zero,
+            &prior,
         )
         .unwrap_or_else(fallback);
         let mut groups = HashMap::new();
@@ -323,6 +331,16 @@ impl Model {
 
     /// The estimate of `action_id` (in learning group `group`) for `x`.
     pub fn estimate(&self, action_id: &str, group: &str, x: &DVector<f64>) -> Estimate {
+        if !self.index.contains_key(super::features::BIAS) {
+            // Nothing learnt yet: the prior alone.
+            return Estimate {
+                mean: PRIOR_ACCEPTANCE,
+                raw_mean: PRIOR_ACCEPTANCE,
+                spread: 1.0 / PRIOR_PRECISION.sqrt(),
+                cold_start: true,
+                contributions: Vec::new(),
+            };
+        }
         let own = self.actions.get(action_id);
         let (mean, spread) = match own {
             Some(level) => (level.mean.dot(x), spread(&level.factor, x)),
@@ -352,6 +370,10 @@ impl Model {
             contributions,
         }
     }
+}
+
+fn index_of(features: &[String], name: &str) -> Option<usize> {
+    features.iter().position(|feature| feature == name)
 }
 
 fn spread(factor: &DMatrix<f64>, x: &DVector<f64>) -> f64 {
@@ -672,7 +694,15 @@ mod tests {
                     .add(&x, *reward);
             }
         }
-        let features = (0..dimension).map(|i| format!("f{i}")).collect();
+        let features = (0..dimension)
+            .map(|i| {
+                if i == 0 {
+                    "bias".to_string()
+                } else {
+                    format!("f{i}")
+                }
+            })
+            .collect();
         Model::solve(1, features, &stats.into_values().collect::<Vec<_>>())
     }
 
