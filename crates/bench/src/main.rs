@@ -5,11 +5,15 @@
 //!   customer did, and compares the service's acceptance rate with uniform
 //!   random choice, a context-free popularity baseline and the oracle that
 //!   knows the hidden acceptance probabilities.
+//! - `quality-offline`: the same world against the scorer in process.
+//! - `speed`: Decide's median and p99 latency at an offered rate with a
+//!   catalogue of 200 actions, and the throughput reached.
 //!
 //! The suite is started in this process (`cairn::Suite::start`) on a fresh
 //! PostgreSQL database and Redis prefix, dropped afterwards.
 
 mod quality;
+mod speed;
 mod suite;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +30,12 @@ struct Cli {
 enum Command {
     /// The recommendation quality benchmark.
     Quality(quality::Options),
+    /// The quality benchmark's world and the service's scorer in process,
+    /// without gRPC or stores: for tuning the bandit quickly.
+    QualityOffline(quality::OfflineOptions),
+    /// Decide's latency (median, p99) at a fixed offered rate with a
+    /// catalogue of 200 actions, and the throughput reached.
+    Speed(speed::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +45,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Quality(options) => runtime.block_on(quality::run(options)),
+        Command::QualityOffline(options) => quality::run_offline(options),
+        Command::Speed(options) => runtime.block_on(speed::run(options)),
     }
 }

@@ -69,7 +69,11 @@ pub struct Options {
     )]
     database_url: String,
     /// Redis URL.
-    #[arg(long, env = "CAIRN_TEST_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "CAIRN_TEST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
 }
 
@@ -184,7 +188,11 @@ fn world(seed: u64) -> Vec<WorldAction> {
             rule: "",
             eligible: |_| true,
             base: -4.0,
-            effects: designed(&[("heavy_data", 2.2), ("plan_basic", 1.0), ("light_data", -1.5)]),
+            effects: designed(&[
+                ("heavy_data", 2.2),
+                ("plan_basic", 1.0),
+                ("light_data", -1.5),
+            ]),
         },
         WorldAction {
             id: "roaming-pass",
@@ -281,7 +289,7 @@ fn world(seed: u64) -> Vec<WorldAction> {
     // seed, and no effect is exactly zero.
     let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for action in &mut actions {
-        action.base += rng.random_range(-0.3..0.3);
+        action.base += rng.random_range(-0.3..0.3) - 0.8;
         for effect in &mut action.effects {
             *effect += rng.random_range(-0.4..0.4);
         }
@@ -326,7 +334,11 @@ fn customer_at(rng: &mut SmallRng) -> Customer {
 fn moment_at(rng: &mut SmallRng) -> Moment {
     let app = rng.random_bool(0.45);
     let device = if app {
-        if rng.random_bool(0.45) { "ios" } else { "android" }
+        if rng.random_bool(0.45) {
+            "ios"
+        } else {
+            "android"
+        }
     } else {
         match rng.random_range(0..100) {
             0..30 => "ios",
@@ -466,8 +478,9 @@ async fn set_up(
     .await;
     let customers = created.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
 
-    let mut recommendation =
-        RecommendationServiceClient::new(connect(suite.address(ServiceKind::Recommendation)).await?);
+    let mut recommendation = RecommendationServiceClient::new(
+        connect(suite.address(ServiceKind::Recommendation)).await?,
+    );
     for action in actions {
         recommendation
             .create_action(rec::CreateActionRequest {
@@ -608,8 +621,8 @@ async fn run_seed(options: &Options, seed: u64) -> anyhow::Result<()> {
                         .map(|(i, action)| (i, probability(action, customer, &moment)))
                         .collect();
                     let oracle = eligible.iter().map(|(_, p)| *p).fold(0.0, f64::max);
-                    let uniform =
-                        eligible.iter().map(|(_, p)| *p).sum::<f64>() / eligible.len().max(1) as f64;
+                    let uniform = eligible.iter().map(|(_, p)| *p).sum::<f64>()
+                        / eligible.len().max(1) as f64;
                     let popular = popularity
                         .iter()
                         .find_map(|i| eligible.iter().find(|(j, _)| j == i).map(|(_, p)| *p))
@@ -696,4 +709,202 @@ async fn run_seed(options: &Options, seed: u64) -> anyhow::Result<()> {
     );
     suite.stop(&options.redis_url).await?;
     Ok(())
+}
+
+/// Options of the in-process replay of the quality benchmark.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OfflineOptions {
+    /// Decisions per seed.
+    #[arg(long, default_value_t = 200_000)]
+    decisions: usize,
+    /// Seeds.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    seeds: Vec<u64>,
+    /// Simulated customers.
+    #[arg(long, default_value_t = 2_000)]
+    customers: usize,
+    /// Decisions between two model refreshes (the service folds and reloads
+    /// about every 200 ms).
+    #[arg(long, default_value_t = 200)]
+    refresh_every: usize,
+}
+
+/// The same world and the service's own scorer, in process (no gRPC, no
+/// stores): for tuning the bandit quickly. `quality` is the measure.
+pub fn run_offline(options: OfflineOptions) -> anyhow::Result<()> {
+    use cairn_recommendation::domain::bandit::{
+        self, GLOBAL, Model, Scored, Scorer, Statistics, StoredStatistics, action_key, group_key,
+    };
+    use cairn_recommendation::domain::features::{self, CustomerView, DecisionContext};
+    use cairn_runtime::common::TypedValue;
+    use std::collections::{BTreeMap, HashMap};
+
+    println!(
+        "| seed, stretch | decisions | service observed | service expected | oracle | uniform random | popularity | observed / oracle | expected / oracle | popularity / oracle |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &seed in &options.seeds {
+        let actions = world(seed);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let customers: Vec<Customer> = (0..options.customers)
+            .map(|_| customer_at(&mut rng))
+            .collect();
+        let views: Vec<CustomerView> = customers
+            .iter()
+            .map(|c| {
+                let mut segments = Vec::new();
+                if c.spend >= 64.0 {
+                    segments.push("high_value".to_string());
+                }
+                if c.usage >= 16.0 {
+                    segments.push("heavy_data".to_string());
+                }
+                CustomerView {
+                    attributes: BTreeMap::from([
+                        ("tenure_months".to_string(), TypedValue::Number(c.tenure)),
+                        ("monthly_spend".to_string(), TypedValue::Number(c.spend)),
+                        ("data_usage_gb".to_string(), TypedValue::Number(c.usage)),
+                        (
+                            "device_age_months".to_string(),
+                            TypedValue::Number(c.device_age),
+                        ),
+                        ("plan".to_string(), TypedValue::String(c.plan.to_string())),
+                    ]),
+                    segments,
+                    groups: if c.family {
+                        vec![("g".to_string(), "family".to_string())]
+                    } else {
+                        Vec::new()
+                    },
+                    stages: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut mean = vec![0.0; actions.len()];
+        let mut sample = SmallRng::seed_from_u64(seed ^ 0xABCD);
+        for _ in 0..20_000 {
+            let customer = &customers[sample.random_range(0..customers.len())];
+            let moment = moment_at(&mut sample);
+            for (i, action) in actions.iter().enumerate() {
+                if (action.eligible)(customer) {
+                    mean[i] += probability(action, customer, &moment);
+                }
+            }
+        }
+        let mut popularity: Vec<usize> = (0..actions.len()).collect();
+        popularity.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+
+        let scorer = Scorer::default_live();
+        let categorical = vec!["plan".to_string()];
+        let mut vocabulary: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut statistics: HashMap<String, StoredStatistics> = HashMap::new();
+        let mut model = Model::empty();
+        let mut fifths = vec![Tally::default(); 5];
+        let mut draw = SmallRng::seed_from_u64(seed ^ 0x5EED);
+        for t in 0..options.decisions {
+            if t % options.refresh_every == 0 && t > 0 {
+                let stored: Vec<StoredStatistics> = statistics.values().cloned().collect();
+                model = Model::solve(t as i64, vocabulary.clone(), &stored);
+            }
+            let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ t as u64);
+            let c = rng.random_range(0..customers.len());
+            let (customer, view) = (&customers[c], &views[c]);
+            let moment = moment_at(&mut rng);
+            let context = DecisionContext {
+                journey_id: if moment.stage.is_some() {
+                    "guided_shopping".into()
+                } else {
+                    String::new()
+                },
+                stage: moment.stage.unwrap_or_default().into(),
+                device: moment.device.into(),
+                ..Default::default()
+            };
+            let channel = if moment.app { "mobile_app" } else { "web" };
+            let named = features::extract(view, &context, channel, &categorical);
+            let eligible: Vec<usize> = (0..actions.len())
+                .filter(|&i| (actions[i].eligible)(customer))
+                .collect();
+            let probabilities: Vec<f64> = eligible
+                .iter()
+                .map(|&i| probability(&actions[i], customer, &moment))
+                .collect();
+            let x = model.vector(&named);
+            let scored: Vec<Scored> = eligible
+                .iter()
+                .map(|&i| {
+                    let group = format!("{}:{}", kind_name(actions[i].kind), actions[i].category);
+                    let estimate = model.estimate(actions[i].id, &group, &x);
+                    Scored {
+                        mean: estimate.mean,
+                        spread: estimate.spread,
+                        factor: 1.0,
+                    }
+                })
+                .collect();
+            let ranking = bandit::rank(&scorer, &scored, 1, &mut draw);
+            let chosen = ranking[0].index;
+            let p = probabilities[chosen];
+            let accepted = rng.random_bool(p);
+            let fifth = (t * 5 / options.decisions).min(4);
+            let tally = &mut fifths[fifth];
+            tally.decisions += 1.0;
+            tally.expected += p;
+            tally.accepted += f64::from(u8::from(accepted));
+            tally.oracle += probabilities.iter().copied().fold(0.0, f64::max);
+            tally.uniform += probabilities.iter().sum::<f64>() / probabilities.len() as f64;
+            tally.popular += popularity
+                .iter()
+                .find_map(|i| eligible.iter().position(|j| j == i))
+                .map_or(0.0, |k| probabilities[k]);
+            // Learn, as a fold would.
+            for name in named.keys() {
+                if !index.contains_key(name) && vocabulary.len() < bandit::MAX_FEATURES {
+                    index.insert(name.clone(), vocabulary.len());
+                    vocabulary.push(name.clone());
+                }
+            }
+            let sparse: Vec<(usize, f64)> = named
+                .iter()
+                .filter_map(|(name, value)| index.get(name).map(|&i| (i, *value)))
+                .collect();
+            let action = &actions[eligible[chosen]];
+            let group = format!("{}:{}", kind_name(action.kind), action.category);
+            for (key, group) in [
+                (GLOBAL.to_string(), String::new()),
+                (group_key(&group), String::new()),
+                (action_key(action.id), group.clone()),
+            ] {
+                let entry = statistics
+                    .entry(key.clone())
+                    .or_insert_with(|| StoredStatistics {
+                        key,
+                        group,
+                        statistics: Statistics::new(vocabulary.len()),
+                    });
+                entry.statistics.grow(vocabulary.len());
+                entry
+                    .statistics
+                    .add(&sparse, if accepted { 1.0 } else { 0.0 });
+            }
+        }
+        let mut whole = Tally::default();
+        for fifth in &fifths {
+            whole.add(fifth);
+        }
+        println!("{}", whole.line(&format!("seed {seed}, whole run")));
+        println!("{}", fifths[4].line(&format!("seed {seed}, last fifth")));
+    }
+    Ok(())
+}
+
+fn kind_name(kind: rec::ActionKind) -> &'static str {
+    match kind {
+        rec::ActionKind::SalesOffer => "sales_offer",
+        rec::ActionKind::RetentionOffer => "retention_offer",
+        rec::ActionKind::Service => "service",
+        rec::ActionKind::Information => "information",
+        rec::ActionKind::Unspecified => "unspecified",
+    }
 }

@@ -467,6 +467,42 @@ impl Engine {
         let quiet = answers
             .values()
             .find_map(|answer| self.quiet_until(answer, policy, zone, now));
+        // The per-customer counters and cool-downs of every remaining
+        // candidate, read at once (one pipelined round of Redis reads).
+        let mut action_use: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut cooldowns: HashMap<String, DateTime<Utc>> = HashMap::new();
+        if let Some(profile) = profile_id {
+            let remaining: Vec<&Action> = working
+                .iter()
+                .filter(|c| c.reason == 0)
+                .map(|c| &c.cached.action)
+                .collect();
+            let capped: Vec<&Action> = remaining
+                .iter()
+                .copied()
+                .filter(|action| action.caps.any())
+                .collect();
+            let keys: Vec<String> = capped
+                .iter()
+                .flat_map(|action| Counters::action_keys(profile, &action.id, &periods))
+                .collect();
+            let (used, until) = tokio::try_join!(
+                self.counters.read_all(&keys),
+                futures::future::try_join_all(
+                    remaining
+                        .iter()
+                        .map(|action| self.counters.cooldown(profile, &action.id))
+                ),
+            )?;
+            for (action, used) in capped.iter().zip(used.chunks(3)) {
+                action_use.insert(action.id.clone(), used.to_vec());
+            }
+            for (action, until) in remaining.iter().zip(until) {
+                if let Some(until) = until {
+                    cooldowns.insert(action.id.clone(), until);
+                }
+            }
+        }
         for candidate in working.iter_mut().filter(|c| c.reason == 0) {
             let action = &candidate.cached.action;
             if !action.transactional
@@ -476,11 +512,8 @@ impl Engine {
                 left_out(candidate, ExclusionReason::Capped, detail);
                 continue;
             }
-            if let Some(profile) = profile_id
-                && action.caps.any()
-            {
-                let keys = Counters::action_keys(profile, &action.id, &periods);
-                let used = self.counters.read_all(&keys).await?;
+            if let Some(used) = action_use.get(&action.id) {
+                let used = used.clone();
                 let caps = [
                     (action.caps.per_day, "today"),
                     (action.caps.per_week, "this week"),
@@ -510,9 +543,7 @@ impl Engine {
                 );
                 continue;
             }
-            if let Some(profile) = profile_id
-                && let Some(until) = self.counters.cooldown(profile, &action.id).await?
-            {
+            if let Some(until) = cooldowns.get(&action.id).copied() {
                 left_out(
                     candidate,
                     ExclusionReason::CoolingDown,
@@ -549,7 +580,7 @@ impl Engine {
         }
         let (ranking, shadow_rankings) = {
             let mut rng = SmallRng::from_rng(&mut rand::rng());
-            let ranking = bandit::rank(&live.scorer, &scored, &mut rng);
+            let ranking = bandit::rank(&live.scorer, &scored, request.max_actions, &mut rng);
             let shadows: Vec<(String, Scorer, Vec<bandit::Ranked>)> = view
                 .policies
                 .iter()
@@ -558,7 +589,7 @@ impl Engine {
                     (
                         policy.id.clone(),
                         policy.scorer,
-                        bandit::rank(&policy.scorer, &scored, &mut rng),
+                        bandit::rank(&policy.scorer, &scored, request.max_actions, &mut rng),
                     )
                 })
                 .collect();
@@ -1075,40 +1106,40 @@ impl Engine {
         source: OutcomeSource,
     ) -> Result<(Outcome, bool)> {
         let now = Utc::now().trunc_subsecs(6);
-        let (state, _) = self
-            .store
-            .chosen_state(decision_id, action_id)
-            .await?
-            .ok_or_else(|| Error::not_found("decision", decision_id.to_string()))?;
-        if source != OutcomeSource::Timeout && now >= state.expire_time {
-            return Err(Error::FailedPrecondition(format!(
-                "decision {decision_id} expired at {}; its open actions count as ignored",
-                state.expire_time.to_rfc3339()
-            )));
-        }
         let occur_time = occur_time.unwrap_or(now).trunc_subsecs(6);
-        if occur_time < state.decide_time - Duration::seconds(1) {
-            return Err(Error::invalid(
-                "occur_time",
-                "must not be before the decision",
-            ));
-        }
-        if occur_time > now + Duration::minutes(5) {
-            return Err(Error::invalid(
-                "occur_time",
-                "must not be more than 5 minutes in the future",
-            ));
-        }
         let outcome = Outcome {
             decision_id,
             action_id: action_id.to_string(),
             kind,
-            channel: channel.unwrap_or(state.channel),
+            channel: channel.unwrap_or(0),
             occur_time,
             record_time: now,
             source: source as i32,
         };
-        let (stored, duplicate) = self.store.record_outcome(outcome).await?;
+        let (stored, duplicate, state) = self
+            .store
+            .record_outcome(outcome, |state| {
+                if source != OutcomeSource::Timeout && now >= state.expire_time {
+                    return Err(Error::FailedPrecondition(format!(
+                        "decision {decision_id} expired at {}; its open actions count as ignored",
+                        state.expire_time.to_rfc3339()
+                    )));
+                }
+                if occur_time < state.decide_time - Duration::seconds(1) {
+                    return Err(Error::invalid(
+                        "occur_time",
+                        "must not be before the decision",
+                    ));
+                }
+                if occur_time > now + Duration::minutes(5) {
+                    return Err(Error::invalid(
+                        "occur_time",
+                        "must not be more than 5 minutes in the future",
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
         if !duplicate {
             if kind == OutcomeType::Declined as i32
                 && let Some(profile) = state.profile_id

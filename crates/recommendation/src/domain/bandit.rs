@@ -483,8 +483,14 @@ fn thompson_draw(candidate: &Scored, scale: f64, rng: &mut impl Rng) -> f64 {
 }
 
 /// Ranks every candidate under `scorer`, best first, with the probability
-/// of each position.
-pub fn rank(scorer: &Scorer, candidates: &[Scored], rng: &mut impl Rng) -> Vec<Ranked> {
+/// of each position (estimated by resampling for the first `positions`
+/// under Thompson sampling, and a plain 1/n below them).
+pub fn rank(
+    scorer: &Scorer,
+    candidates: &[Scored],
+    positions: usize,
+    rng: &mut impl Rng,
+) -> Vec<Ranked> {
     let exploration = scorer.exploration();
     let mut remaining: Vec<usize> = (0..candidates.len()).collect();
     let mut ranking = Vec::with_capacity(candidates.len());
@@ -502,7 +508,9 @@ pub fn rank(scorer: &Scorer, candidates: &[Scored], rng: &mut impl Rng) -> Vec<R
             });
             // Selection probabilities by resampling the posterior: how often
             // each candidate comes first among those not ranked above it.
-            let positions = order.len().min(10);
+            // A few positions beyond those asked for: volume limits may
+            // hand a slot to the next candidates.
+            let positions = order.len().min(positions + 2);
             let mut wins = vec![0usize; positions];
             for _ in 0..RESAMPLES {
                 let sample: Vec<f64> = candidates
@@ -799,7 +807,7 @@ mod tests {
         let thompson = Scorer::default_live();
         let p0 = first_choice_probability(&thompson, &candidates, 0, &mut rng);
         assert!(p0 > 0.5 && p0 < 1.0, "{p0}");
-        let ranking = rank(&thompson, &candidates, &mut rng);
+        let ranking = rank(&thompson, &candidates, 2, &mut rng);
         assert_eq!(ranking.len(), 2);
         assert!(
             ranking
@@ -811,7 +819,7 @@ mod tests {
             exploration: Some(0.0),
             minimum_score: 0.0,
         };
-        let ranking = rank(&ucb, &candidates, &mut rng);
+        let ranking = rank(&ucb, &candidates, 2, &mut rng);
         assert_eq!(ranking[0].index, 0);
         assert_eq!(ranking[0].probability, 1.0);
         assert_eq!(mode(&ucb, &candidates), Some(0));

@@ -1036,49 +1036,17 @@ impl RecommendationStore {
         Ok(decisions)
     }
 
-    /// The chosen action `action_id` of decision `decision_id`, for an outcome.
-    pub async fn chosen_state(
-        &self,
-        decision_id: Uuid,
-        action_id: &str,
-    ) -> Result<Option<(ChosenState, Vec<String>)>> {
-        let Some(decision) = decision::Entity::find_by_id(decision_id.to_string())
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let chosen = decision_action::Entity::find()
-            .filter(decision_action::Column::DecisionId.eq(decision_id.to_string()))
-            .all(&self.db)
-            .await?;
-        let ids: Vec<String> = chosen.iter().map(|row| row.action_id.clone()).collect();
-        let Some(row) = chosen.into_iter().find(|row| row.action_id == action_id) else {
-            return Err(Error::invalid(
-                "action_id",
-                format!(
-                    "the decision did not return {action_id}; it returned [{}]",
-                    ids.join(", ")
-                ),
-            ));
-        };
-        Ok(Some((
-            ChosenState {
-                channel: decision.channel,
-                decide_time: decision.decide_time,
-                expire_time: decision.expire_time,
-                profile_id: optional_uuid(&decision.profile_id),
-                chosen: from_json(row.chosen)?,
-            },
-            ids,
-        )))
-    }
-
     /// Records an outcome: the outcome row, the chosen action's latest
     /// outcome, a learning event for a final outcome and the
-    /// `recommendation.decision_outcome` event, in one transaction. Returns
-    /// the stored outcome and whether it was a duplicate.
-    pub async fn record_outcome(&self, outcome: Outcome) -> Result<(Outcome, bool)> {
+    /// `recommendation.decision_outcome` event, in one transaction, after
+    /// `check` accepted it against the decision (expiry, times). A channel
+    /// of 0 means the decision's. Returns the stored outcome, whether it was
+    /// a duplicate, and the chosen action's state.
+    pub async fn record_outcome(
+        &self,
+        mut outcome: Outcome,
+        check: impl FnOnce(&ChosenState) -> Result<()>,
+    ) -> Result<(Outcome, bool, ChosenState)> {
         let transaction = self.db.begin().await?;
         let decision = decision::Entity::find_by_id(outcome.decision_id.to_string())
             .one(&transaction)
@@ -1097,6 +1065,16 @@ impl RecommendationStore {
                 format!("the decision did not return {}", outcome.action_id),
             )
         })?;
+        let state = ChosenState {
+            channel: decision.channel,
+            decide_time: decision.decide_time,
+            expire_time: decision.expire_time,
+            profile_id: optional_uuid(&decision.profile_id),
+            chosen: from_json(chosen.chosen.clone())?,
+        };
+        if outcome.channel == 0 {
+            outcome.channel = decision.channel;
+        }
         let existing = outcome::Entity::find()
             .filter(outcome::Column::DecisionId.eq(outcome.decision_id.to_string()))
             .filter(outcome::Column::ActionId.eq(outcome.action_id.clone()))
@@ -1104,8 +1082,9 @@ impl RecommendationStore {
             .one(&transaction)
             .await?;
         if let Some(existing) = existing {
-            return Ok((outcome_from_row(existing)?, true));
+            return Ok((outcome_from_row(existing)?, true, state));
         }
+        check(&state)?;
         let final_now = is_final(outcome.kind);
         if final_now && chosen.is_final {
             return Err(Error::FailedPrecondition(format!(
@@ -1137,11 +1116,10 @@ impl RecommendationStore {
                 .exec(&transaction)
                 .await?;
             if final_now {
-                let chosen_action: ChosenAction = from_json(chosen.chosen)?;
                 learning_event::Entity::insert(learning_event::ActiveModel {
                     id: sea_orm::NotSet,
                     action_id: Set(outcome.action_id.clone()),
-                    group_key: Set(chosen_action.action.group_key()),
+                    group_key: Set(state.chosen.action.group_key()),
                     features: Set(decision.features.clone()),
                     reward: Set(if outcome.kind == pb::OutcomeType::Accepted as i32 {
                         1.0
@@ -1167,7 +1145,7 @@ impl RecommendationStore {
         self.outbox.enqueue(&transaction, &event).await?;
         transaction.commit().await?;
         self.outbox.committed();
-        Ok((outcome, false))
+        Ok((outcome, false, state))
     }
 
     /// Chosen actions of expired decisions without a final outcome, at most
