@@ -40,6 +40,11 @@ test: ## Run every test against real PostgreSQL and Redis (checks they answer fi
 		cargo test --workspace --no-fail-fast; \
 	fi
 
+.PHONY: bench
+bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two seeds against local PostgreSQL and Redis.
+	@./scripts/check-services.sh
+	cargo run --release -p cairn-bench -- quality --decisions 200000 --seeds 1,2
+
 .PHONY: lint
 lint: $(BUF) deploy-lint ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint.
 	cargo fmt --all -- --check

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod portability;
 mod profiles;
+mod recommendation;
 mod segments;
 mod sessions;
 mod stream_restart;

@@ -152,6 +152,10 @@ impl TouchpointStore {
                 channel: touchpoint.channel,
                 r#type: touchpoint.kind.as_str().to_string(),
                 occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
+                // Offer touchpoints carry the recommendation decision they
+                // report on, so the recommendation service learns from them.
+                decision_id: text_property(&touchpoint.properties, "decision_id"),
+                action_id: text_property(&touchpoint.properties, "action_id"),
             }),
         );
         self.outbox.enqueue(&transaction, &event).await?;
@@ -331,6 +335,14 @@ pub fn channel_name(channel: i32) -> String {
     cairn_contract::common::v1::Channel::try_from(channel)
         .map(|known| known.as_str_name().to_string())
         .unwrap_or_else(|_| format!("CHANNEL_{channel}"))
+}
+
+/// A string property's value, or empty.
+fn text_property(properties: &Properties, name: &str) -> String {
+    match properties.get(name) {
+        Some(cairn_runtime::common::TypedValue::String(text)) => text.clone(),
+        _ => String::new(),
+    }
 }
 
 fn to_domain(row: touchpoint::Model) -> Result<Touchpoint> {
