@@ -10,6 +10,7 @@ use std::time::Duration;
 use cairn_contract::common::v1::{Channel, IdentifierType};
 use cairn_contract::events::v1::SubscribeRequest;
 use cairn_contract::events::v1::event_hub_service_client::EventHubServiceClient;
+use cairn_contract::journey::v1::journey_service_client::JourneyServiceClient;
 use cairn_contract::journey::v1::{
     CreateJourneyDefinitionRequest, GetJourneyStateRequest, JourneyDefinition, JourneyStatus,
     ListAbandonmentsRequest, RecordTouchpointsRequest, Stage, TouchpointOutcome, TouchpointType,
@@ -18,6 +19,9 @@ use cairn_runtime::ServiceKind;
 use cairn_tests::{
     Options, TestApp, by_identifier, eventually, identifier, spawn_app_with, spawn_on, touchpoint,
 };
+
+/// The journey client of the tests.
+type JourneyClient = JourneyServiceClient<cairn_tests::AuthedChannel>;
 
 /// Carts in the test.
 const CARTS: usize = 12;
@@ -47,16 +51,8 @@ async fn replica(app: &TestApp) -> TestApp {
     .await
 }
 
-#[tokio::test]
-async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
-    let app = spawn_app_with(Options {
-        adjust: Box::new(fast),
-        ..Default::default()
-    })
-    .await;
-    let second = replica(&app).await;
-    let third = replica(&app).await;
-    let mut journey = app.journey().await;
+/// A journey whose cart stage may last one second.
+async fn quick_cart(journey: &mut JourneyClient) {
     journey
         .create_journey_definition(CreateJourneyDefinitionRequest {
             definition: Some(JourneyDefinition {
@@ -84,6 +80,19 @@ async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
+    let app = spawn_app_with(Options {
+        adjust: Box::new(fast),
+        ..Default::default()
+    })
+    .await;
+    let second = replica(&app).await;
+    let third = replica(&app).await;
+    let mut journey = app.journey().await;
+    quick_cart(&mut journey).await;
     let mut hub = EventHubServiceClient::new(
         app.authed(ServiceKind::Journey, &["events.subscribe"])
             .await,
@@ -215,5 +224,157 @@ async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
     let mut third = third;
     second.stop_services().await;
     third.stop_services().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reengagement_waits_for_recommendation_and_is_sent_once_it_answers() {
+    use cairn_contract::profile::v1::{Consent, RecordConsentRequest};
+    use cairn_contract::recommendation::v1::recommendation_service_client::RecommendationServiceClient;
+    use cairn_contract::recommendation::v1::{
+        Action, ActionKind, ContactPolicy, CreateActionRequest, QuietHours,
+        UpdateContactPolicyRequest,
+    };
+
+    // The port recommendation will listen on once it starts; nothing answers there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Profile, ServiceKind::Journey],
+        adjust: Box::new(move |settings| {
+            fast(settings);
+            settings.reengagement_retry_ms = 200;
+            settings.recommendation_addr = Some(format!("http://127.0.0.1:{port}"));
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut journey = app.journey().await;
+    quick_cart(&mut journey).await;
+    let email = identifier(IdentifierType::Email, "stalled@example.com");
+    let profile_id = app.create_profile(vec![email.clone()], &[]).await;
+    app.profile()
+        .await
+        .record_consent(RecordConsentRequest {
+            customer: Some(by_identifier(email.clone())),
+            consent: Some(Consent {
+                purpose: "marketing".into(),
+                channel: Channel::Email as i32,
+                granted: true,
+                source: "web_form".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    journey
+        .record_touchpoints(RecordTouchpointsRequest {
+            touchpoints: vec![touchpoint(
+                "stalled-cart",
+                email,
+                Channel::Web,
+                TouchpointType::AddToCart,
+                0,
+                &[("cart_id", "stalled-1")],
+            )],
+        })
+        .await
+        .unwrap();
+    let status_of = |journey: &JourneyClient| {
+        let mut journey = journey.clone();
+        async move {
+            journey
+                .list_abandonments(ListAbandonmentsRequest {
+                    journey_id: "quick_cart".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .abandonments
+                .into_iter()
+                .next()
+        }
+    };
+    let waiting = eventually(Duration::from_secs(15), "a failed attempt", || async {
+        status_of(&journey)
+            .await
+            .filter(|a| a.reengagement_status == "retrying")
+    })
+    .await;
+    assert_eq!(waiting.profile_id, profile_id);
+
+    // Recommendation comes up with an offer the customer may get by email.
+    let recommendation = spawn_on(
+        Arc::clone(&app.database),
+        app.redis_prefix.clone(),
+        Options {
+            services: vec![ServiceKind::Recommendation],
+            adjust: Box::new({
+                let profile = app.addresses[&ServiceKind::Profile];
+                move |settings| {
+                    settings.set_port(ServiceKind::Recommendation, port);
+                    settings.profile_addr = Some(format!("http://{profile}"));
+                }
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut catalogue = RecommendationServiceClient::new(
+        recommendation
+            .authed(
+                ServiceKind::Recommendation,
+                &["recommendation.read", "recommendation.write"],
+            )
+            .await,
+    );
+    catalogue
+        .update_contact_policy(UpdateContactPolicyRequest {
+            contact_policy: Some(ContactPolicy {
+                quiet_hours: Some(QuietHours {
+                    start_time: "00:00".into(),
+                    end_time: "00:00".into(),
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["quiet_hours".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    catalogue
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "cart-rescue".into(),
+                name: "Your cart is waiting".into(),
+                kind: ActionKind::SalesOffer as i32,
+                category: "cart".into(),
+                channels: vec![Channel::Email as i32],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let sent = eventually(
+        Duration::from_secs(30),
+        "the re-engagement sent",
+        || async {
+            status_of(&journey)
+                .await
+                .filter(|a| a.reengagement_status == "sent")
+        },
+    )
+    .await;
+    assert_eq!(sent.action_id, "cart-rescue");
+    assert_eq!(sent.channel, Channel::Email as i32);
+    assert!(!sent.decision_id.is_empty());
+    let mut recommendation = recommendation;
+    recommendation.stop_services().await;
     app.stop().await;
 }
