@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not compiled in: a build script binary may be shared
+    // by checkouts of the workspace in other folders (git worktrees).
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto_root = manifest_dir.join("../../proto");
     let proto_root = proto_root.canonicalize()?;
     let mut files = Vec::new();
     collect_protos(&proto_root, &mut files)?;

@@ -1,0 +1,126 @@
+//! What the feedback service does on other services' events: a journey
+//! touchpoint may trigger surveys, a stage change is remembered for KPIs by
+//! stage, and `profile.erased` deletes the person's feedback.
+
+use cairn_contract::common::v1::Channel;
+use cairn_contract::events::v1::ChangeEvent;
+use cairn_contract::events::v1::change_event::Payload;
+use cairn_runtime::bus::EventHandler;
+use cairn_runtime::common::timestamp_from_proto;
+use cairn_runtime::rules::Rule;
+use cairn_runtime::{Error, Result};
+use chrono::{Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::invitations::{InvitationRequest, Inviter};
+use crate::storage::FeedbackStore;
+
+/// The variables a trigger's condition may name.
+pub const TRIGGER_VARIABLES: &[&str] = &["touchpoint"];
+
+/// Handles touchpoints, stage changes and erasures.
+pub struct FeedbackEvents {
+    store: FeedbackStore,
+    inviter: Inviter,
+}
+
+impl FeedbackEvents {
+    /// A handler over `store` inviting through `inviter`.
+    pub fn new(store: FeedbackStore, inviter: Inviter) -> Self {
+        Self { store, inviter }
+    }
+
+    async fn touchpoint(&self, event: &ChangeEvent) -> Result<()> {
+        let Some(Payload::TouchpointRecorded(touchpoint)) = &event.payload else {
+            return Ok(());
+        };
+        let Ok(profile_id) = Uuid::parse_str(&event.profile_id) else {
+            return Ok(());
+        };
+        let occurred_at = touchpoint
+            .occurred_at
+            .as_ref()
+            .and_then(|t| timestamp_from_proto("occurred_at", t).ok())
+            .unwrap_or_else(Utc::now);
+        let channel = Channel::try_from(touchpoint.channel)
+            .map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_lowercase())
+            .unwrap_or_default();
+        let variables = json!({
+            "touchpoint": {
+                "type": touchpoint.r#type,
+                "channel": channel,
+                "touchpoint_id": touchpoint.touchpoint_id,
+            }
+        });
+        let variables = variables.as_object().cloned().unwrap_or_default();
+        for survey in self.store.open_surveys().await? {
+            for trigger in &survey.definition.triggers {
+                if trigger.touchpoint_type != touchpoint.r#type {
+                    continue;
+                }
+                if !trigger.condition.is_empty() {
+                    let holds = Rule::compile("condition", &trigger.condition, TRIGGER_VARIABLES)
+                        .map_err(|error| Error::internal(format!("a stored trigger: {error}")))
+                        .map(|rule| rule.evaluate(&variables));
+                    match holds {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => continue,
+                        Ok(Err(reason)) | Err(Error::Internal(reason)) => {
+                            tracing::warn!(survey = %survey.id, %reason, "a trigger condition failed; not invited");
+                            continue;
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                let request = InvitationRequest {
+                    profile_id,
+                    touchpoint_id: touchpoint.touchpoint_id.clone(),
+                    request_key: format!("touchpoint:{}", touchpoint.touchpoint_id),
+                    sampling_rate: trigger.sampling_rate,
+                    send_after: occurred_at + Duration::seconds(trigger.delay_seconds),
+                };
+                let decision = self.inviter.decide(&survey, request).await?;
+                tracing::debug!(
+                    survey = %survey.id,
+                    invited = decision.invitation.invited,
+                    refusal = decision.invitation.refusal,
+                    "a touchpoint triggered a survey"
+                );
+                // One invitation per touchpoint and survey, whatever triggers match.
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for FeedbackEvents {
+    fn topics(&self) -> Vec<String> {
+        vec![
+            "journey.touchpoint_recorded".into(),
+            "journey.stage_changed".into(),
+            "profile.erased".into(),
+        ]
+    }
+
+    async fn handle(&self, event: &ChangeEvent) -> Result<()> {
+        match &event.payload {
+            Some(Payload::TouchpointRecorded(_)) => self.touchpoint(event).await,
+            Some(Payload::StageChanged(changed)) => {
+                self.store
+                    .record_stage(&event.event_id, &event.profile_id, &changed.to_stage)
+                    .await
+            }
+            Some(Payload::ProfileErased(erased)) => {
+                let mut profile_ids = vec![event.profile_id.clone()];
+                profile_ids.extend(erased.merged_profile_ids.iter().cloned());
+                let deleted = self.store.erase(&event.event_id, &profile_ids).await?;
+                tracing::info!(event_id = %event.event_id, deleted, "erased a person's feedback");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
