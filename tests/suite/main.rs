@@ -8,6 +8,7 @@ mod bus;
 mod consent;
 mod contract;
 mod events;
+mod feedback;
 mod groups;
 mod lifecycle;
 mod limits;

@@ -347,19 +347,33 @@ fn lexicon_language(language: &str) -> String {
     }
 }
 
+/// The lexicon languages tried for text detected as `language`: itself and
+/// its close neighbours, which detection on a short text often confuses
+/// (Swedish, Danish and Norwegian; Serbian and Croatian).
+fn neighbours(language: &str) -> Vec<String> {
+    let primary = lexicon_language(language);
+    let group: &[&str] = match primary.as_str() {
+        "sv" => &["sv", "da", "nb"],
+        "da" => &["da", "nb", "sv"],
+        "nb" => &["nb", "da", "sv"],
+        "sr" => &["sr", "hr"],
+        "hr" => &["hr", "sr"],
+        _ => &[],
+    };
+    if group.is_empty() {
+        vec![primary]
+    } else {
+        group.iter().map(|l| l.to_string()).collect()
+    }
+}
+
 /// The themes `text` in `language` mentions, in English, sorted.
 pub fn themes(text: &str, language: &str) -> Vec<String> {
     let lexicon = lexicon();
-    let stemmed = stems(text, language);
     let mut found = BTreeSet::new();
-    let mut languages = vec![lexicon_language(language)];
-    // Serbian Latin is detected as Croatian and the other way round: look in both.
-    match languages[0].as_str() {
-        "sr" => languages.push("hr".into()),
-        "hr" => languages.push("sr".into()),
-        _ => {}
-    }
-    for language in &languages {
+    for language in neighbours(language) {
+        // Each lexicon language's words are matched with its own stemmer.
+        let stemmed = stems(text, &language);
         for (index, stem) in stemmed.iter().enumerate() {
             if let Some(theme) = lexicon.words.get(&(language.clone(), stem.clone())) {
                 found.insert(theme.to_string());
@@ -439,6 +453,28 @@ mod tests {
             detect_language("Рачун је поново превисок и нико не одговара на позиве"),
             "sr"
         );
+    }
+
+    #[test]
+    fn the_test_sentences_are_detected() {
+        for (text, expected) in [
+            ("My bill was wrong again, I was charged twice this month", "en"),
+            ("Fakturan är fel igen och ingen på kundtjänst svarar", "sv"),
+            ("Räkningen för mobilen är alldeles för hög den här månaden", "sv"),
+            ("Ο λογαριασμός είναι πάλι λάθος και πολύ ακριβός", "el"),
+            ("Рачун је поново погрешан, наплатили су ми двапут", "sr"),
+            ("The network coverage at home is terrible, no signal at all", "en"),
+        ] {
+            assert_eq!(detect_language(text), expected, "{text}");
+        }
+        let swedish = detect_language("Lägg till mörkt läge i appen, tack");
+        assert_eq!(
+            themes("Lägg till mörkt läge i appen, tack", &swedish),
+            ["app", "dark_mode"],
+            "detected as {swedish}"
+        );
+        let danish = detect_language("Regningen er forkert igen og jeg har ventet en time");
+        assert!(themes("Regningen er forkert igen og jeg har ventet en time", &danish).contains(&"billing".to_string()));
     }
 
     #[test]
