@@ -44,7 +44,11 @@ impl FeedbackEvents {
             .and_then(|t| timestamp_from_proto("occurred_at", t).ok())
             .unwrap_or_else(Utc::now);
         let channel = Channel::try_from(touchpoint.channel)
-            .map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_lowercase())
+            .map(|c| {
+                c.as_str_name()
+                    .trim_start_matches("CHANNEL_")
+                    .to_lowercase()
+            })
             .unwrap_or_default();
         let variables = json!({
             "touchpoint": {

@@ -105,10 +105,7 @@ impl ProfileDirectory {
                 .allowed_from
                 .as_ref()
                 .and_then(|t| timestamp_from_proto("allowed_from", t).ok()),
-            language: answer
-                .preferences
-                .map(|p| p.language)
-                .unwrap_or_default(),
+            language: answer.preferences.map(|p| p.language).unwrap_or_default(),
         })
     }
 

@@ -20,8 +20,12 @@ fn close(actual: f64, expected: f64, what: &str) {
 
 fn last_hour() -> Option<TimeRange> {
     Some(TimeRange {
-        start_time: Some(prost_types::Timestamp::from(SystemTime::now() - Duration::from_secs(3600))),
-        end_time: Some(prost_types::Timestamp::from(SystemTime::now() + Duration::from_secs(60))),
+        start_time: Some(prost_types::Timestamp::from(
+            SystemTime::now() - Duration::from_secs(3600),
+        )),
+        end_time: Some(prost_types::Timestamp::from(
+            SystemTime::now() + Duration::from_secs(60),
+        )),
     })
 }
 
@@ -65,7 +69,11 @@ async fn kpis_match_figures_computed_by_hand() {
         if let Some(value) = effort.get(index) {
             answers.push(score("effort", *value));
         }
-        let channel = if index < 6 { Channel::Web } else { Channel::Sms };
+        let channel = if index < 6 {
+            Channel::Web
+        } else {
+            Channel::Sms
+        };
         client
             .submit_survey_response(pb::SubmitSurveyResponseRequest {
                 response: Some(pb::SurveyResponse {
@@ -192,14 +200,29 @@ async fn kpis_match_figures_computed_by_hand() {
     close(sms.value, -50.0, "SMS NPS");
     assert_eq!(sms.count, 4);
     // FCR by the ticket's channel.
-    close(group(&by_channel, "CHANNEL_CALL_CENTRE").fcr.unwrap().value, 75.0, "call centre FCR");
-    assert!(by_channel.iter().all(|r| r.churn_rate.is_none()), "churn has no breakdown");
+    close(
+        group(&by_channel, "CHANNEL_CALL_CENTRE").fcr.unwrap().value,
+        75.0,
+        "call centre FCR",
+    );
+    assert!(
+        by_channel.iter().all(|r| r.churn_rate.is_none()),
+        "churn has no breakdown"
+    );
 
     // By journey stage: the first five (all promoters) bought, the rest are in loyalty.
     let by_stage = kpis(&mut client, pb::Breakdown::JourneyStage, 0).await;
-    close(group(&by_stage, "purchase").nps.unwrap().value, 100.0, "purchase NPS");
+    close(
+        group(&by_stage, "purchase").nps.unwrap().value,
+        100.0,
+        "purchase NPS",
+    );
     // loyalty: 7, 8, 8, 3, 6 → 0 promoters, 2 detractors of 5 = -40.
-    close(group(&by_stage, "loyalty").nps.unwrap().value, -40.0, "loyalty NPS");
+    close(
+        group(&by_stage, "loyalty").nps.unwrap().value,
+        -40.0,
+        "loyalty NPS",
+    );
 
     // By survey: one survey holds every answer.
     let by_survey = kpis(&mut client, pb::Breakdown::Survey, 0).await;
@@ -234,17 +257,34 @@ async fn kpis_by_segment_use_the_segments_at_answer_time() {
         })
         .await
         .unwrap();
-    answer(&mut client, &survey_id, &gold, Channel::Web, vec![score("nps", 10)], "g-1")
-        .await
-        .unwrap();
-    answer(&mut client, &survey_id, &plain, Channel::Web, vec![score("nps", 2)], "p-1")
-        .await
-        .unwrap();
+    answer(
+        &mut client,
+        &survey_id,
+        &gold,
+        Channel::Web,
+        vec![score("nps", 10)],
+        "g-1",
+    )
+    .await
+    .unwrap();
+    answer(
+        &mut client,
+        &survey_id,
+        &plain,
+        Channel::Web,
+        vec![score("nps", 2)],
+        "p-1",
+    )
+    .await
+    .unwrap();
     let rows = kpis(&mut client, pb::Breakdown::Segment, 0).await;
     let groups: Vec<(String, f64)> = rows
         .iter()
         .map(|r| (r.group.clone(), r.nps.unwrap().value))
         .collect();
-    assert_eq!(groups, [("(none)".to_string(), -100.0), ("gold".to_string(), 100.0)]);
+    assert_eq!(
+        groups,
+        [("(none)".to_string(), -100.0), ("gold".to_string(), 100.0)]
+    );
     app.stop().await;
 }

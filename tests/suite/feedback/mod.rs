@@ -61,10 +61,19 @@ impl RecommendationService for StandIn {
         request: Request<rec::ReserveContactRequest>,
     ) -> Result<Response<rec::ReserveContactResponse>, Status> {
         let request = request.into_inner();
-        let duplicate = !self.0.seen.lock().unwrap().insert(request.request_id.clone());
+        let duplicate = !self
+            .0
+            .seen
+            .lock()
+            .unwrap()
+            .insert(request.request_id.clone());
         let granted = !self.0.refuse.load(Ordering::SeqCst);
         if granted && !duplicate {
-            self.0.granted.lock().unwrap().push(request.request_id.clone());
+            self.0
+                .granted
+                .lock()
+                .unwrap()
+                .push(request.request_id.clone());
         }
         Ok(Response::new(rec::ReserveContactResponse {
             granted,
@@ -186,7 +195,10 @@ pub fn survey(name: &str) -> pb::Survey {
 }
 
 /// Creates `survey`; returns its id.
-pub async fn create_survey(client: &mut FeedbackServiceClient<AuthedChannel>, survey: pb::Survey) -> String {
+pub async fn create_survey(
+    client: &mut FeedbackServiceClient<AuthedChannel>,
+    survey: pb::Survey,
+) -> String {
     client
         .create_survey(pb::CreateSurveyRequest {
             survey: Some(survey),
@@ -262,9 +274,15 @@ pub fn assert_invalid(status: &Status, field: &str) {
 
 /// Events of `topics` published so far (read from the oldest), waiting up to
 /// `within` until `wanted` have arrived.
-pub async fn events(app: &TestApp, topics: &[&str], wanted: usize, within: Duration) -> Vec<ChangeEvent> {
+pub async fn events(
+    app: &TestApp,
+    topics: &[&str],
+    wanted: usize,
+    within: Duration,
+) -> Vec<ChangeEvent> {
     let mut hub = EventHubServiceClient::new(
-        app.authed(ServiceKind::Feedback, &["events.subscribe"]).await,
+        app.authed(ServiceKind::Feedback, &["events.subscribe"])
+            .await,
     );
     let mut stream = hub
         .subscribe(cairn_contract::events::v1::SubscribeRequest {

@@ -36,15 +36,36 @@ async fn unhappy_answers_get_follow_up_tasks_that_are_worked_and_closed() {
     let detractor = new_customer(&app, "crm-loop-1").await;
     let hard = new_customer(&app, "crm-loop-2").await;
     let happy = new_customer(&app, "crm-loop-3").await;
-    answer(&mut client, &survey_id, &detractor, Channel::Web, vec![score("nps", 0)], "l-1")
-        .await
-        .unwrap();
-    answer(&mut client, &survey_id, &hard, Channel::Web, vec![score("nps", 8), score("effort", 1)], "l-2")
-        .await
-        .unwrap();
-    answer(&mut client, &survey_id, &happy, Channel::Web, vec![score("nps", 10), score("csat", 5)], "l-3")
-        .await
-        .unwrap();
+    answer(
+        &mut client,
+        &survey_id,
+        &detractor,
+        Channel::Web,
+        vec![score("nps", 0)],
+        "l-1",
+    )
+    .await
+    .unwrap();
+    answer(
+        &mut client,
+        &survey_id,
+        &hard,
+        Channel::Web,
+        vec![score("nps", 8), score("effort", 1)],
+        "l-2",
+    )
+    .await
+    .unwrap();
+    answer(
+        &mut client,
+        &survey_id,
+        &happy,
+        Channel::Web,
+        vec![score("nps", 10), score("csat", 5)],
+        "l-3",
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let overdue = client
         .list_follow_up_tasks(pb::ListFollowUpTasksRequest {
@@ -118,7 +139,11 @@ async fn unhappy_answers_get_follow_up_tasks_that_are_worked_and_closed() {
         .unwrap()
         .into_inner()
         .tasks;
-    assert_eq!(still_overdue.len(), 1, "an answered task is no longer overdue");
+    assert_eq!(
+        still_overdue.len(),
+        1,
+        "an answered task is no longer overdue"
+    );
     client
         .update_follow_up_task(pb::UpdateFollowUpTaskRequest {
             task: Some(pb::FollowUpTask {
@@ -171,7 +196,10 @@ async fn a_persons_feedback_is_exported_and_erased() {
             &survey_id,
             who,
             Channel::Web,
-            vec![score("nps", 2), text("why", "The app crashes when I pay my bill")],
+            vec![
+                score("nps", 2),
+                text("why", "The app crashes when I pay my bill"),
+            ],
             key,
         )
         .await
@@ -219,7 +247,11 @@ async fn a_persons_feedback_is_exported_and_erased() {
         .unwrap()
         .into_inner();
     assert_eq!(export.responses.len(), 1);
-    assert_eq!(export.comments.len(), 2, "the survey comment and the social post");
+    assert_eq!(
+        export.comments.len(),
+        2,
+        "the survey comment and the social post"
+    );
     assert_eq!(export.tickets.len(), 1);
     assert!(export.responses.iter().all(|r| r.profile_id == anna));
 
@@ -231,9 +263,11 @@ async fn a_persons_feedback_is_exported_and_erased() {
         })
         .await
         .unwrap();
-    eventually(Duration::from_secs(15), "Anna's feedback erased", || async {
-        (rows_of(&app, "feedback_responses", &anna).await == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "Anna's feedback erased",
+        || async { (rows_of(&app, "feedback_responses", &anna).await == 0).then_some(()) },
+    )
     .await;
     for table in [
         "feedback_responses",
@@ -243,8 +277,15 @@ async fn a_persons_feedback_is_exported_and_erased() {
         "feedback_churn",
         "feedback_invitations",
     ] {
-        assert_eq!(rows_of(&app, table, &anna).await, 0, "{table} still holds Anna");
-        assert!(rows_of(&app, table, &bo).await > 0 || table == "feedback_invitations", "{table} lost Bo");
+        assert_eq!(
+            rows_of(&app, table, &anna).await,
+            0,
+            "{table} still holds Anna"
+        );
+        assert!(
+            rows_of(&app, table, &bo).await > 0 || table == "feedback_invitations",
+            "{table} lost Bo"
+        );
     }
     // Her contacts and history went with her ticket; Bo's stay.
     let contacts = app

@@ -108,7 +108,13 @@ async fn answers_are_checked_stored_counted_once_and_published() {
     assert_eq!(tasks[0].response_id, stored.response_id);
 
     // Recommendation hears of the answer, once.
-    let published = events(&app, &["feedback.survey_answered"], 2, Duration::from_secs(5)).await;
+    let published = events(
+        &app,
+        &["feedback.survey_answered"],
+        2,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(published.len(), 1, "{published:?}");
     let Some(Payload::SurveyAnswered(answered)) = &published[0].payload else {
         panic!("not a survey answer: {:?}", published[0]);
@@ -129,13 +135,27 @@ async fn bad_input_gets_the_right_status_and_field() {
     let survey_id = create_survey(&mut client, survey("bad input")).await;
 
     // A score out of range.
-    let status = answer(&mut client, &survey_id, &anna, Channel::Email, vec![score("nps", 11)], "b-1")
-        .await
-        .unwrap_err();
+    let status = answer(
+        &mut client,
+        &survey_id,
+        &anna,
+        Channel::Email,
+        vec![score("nps", 11)],
+        "b-1",
+    )
+    .await
+    .unwrap_err();
     assert_invalid(&status, "response.answers[0].score");
-    let status = answer(&mut client, &survey_id, &anna, Channel::Email, vec![score("csat", 0)], "b-2")
-        .await
-        .unwrap_err();
+    let status = answer(
+        &mut client,
+        &survey_id,
+        &anna,
+        Channel::Email,
+        vec![score("csat", 0)],
+        "b-2",
+    )
+    .await
+    .unwrap_err();
     assert_invalid(&status, "response.answers[0].score");
 
     // An answer to a question the survey does not have, and free text beyond 8 KiB.
@@ -154,9 +174,16 @@ async fn bad_input_gets_the_right_status_and_field() {
 
     // An unknown survey, and a closed one.
     let unknown = uuid::Uuid::now_v7().to_string();
-    let status = answer(&mut client, &unknown, &anna, Channel::Email, vec![score("nps", 5)], "b-4")
-        .await
-        .unwrap_err();
+    let status = answer(
+        &mut client,
+        &unknown,
+        &anna,
+        Channel::Email,
+        vec![score("nps", 5)],
+        "b-4",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     client
         .close_survey(pb::CloseSurveyRequest {
@@ -164,11 +191,22 @@ async fn bad_input_gets_the_right_status_and_field() {
         })
         .await
         .unwrap();
-    let status = answer(&mut client, &survey_id, &anna, Channel::Email, vec![score("nps", 5)], "b-5")
-        .await
-        .unwrap_err();
+    let status = answer(
+        &mut client,
+        &survey_id,
+        &anna,
+        Channel::Email,
+        vec![score("nps", 5)],
+        "b-5",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("response.survey_id"), "{}", status.message());
+    assert!(
+        status.message().contains("response.survey_id"),
+        "{}",
+        status.message()
+    );
 
     // A comment beyond the documented 8 KiB.
     let status = client
@@ -192,7 +230,7 @@ async fn bad_input_gets_the_right_status_and_field() {
     });
     let status = client
         .get_kpis(pb::GetKpisRequest {
-            time_range: backwards.clone(),
+            time_range: backwards,
             ..Default::default()
         })
         .await
@@ -254,7 +292,11 @@ async fn bad_input_gets_the_right_status_and_field() {
         .into_inner();
     assert!(!refused.invited);
     assert_eq!(refused.refusal, pb::InvitationRefusal::NoConsent as i32);
-    assert!(refused.refusal_detail.starts_with("customer:"), "{}", refused.refusal_detail);
+    assert!(
+        refused.refusal_detail.starts_with("customer:"),
+        "{}",
+        refused.refusal_detail
+    );
     assert!(refused.invitation_id.is_empty());
 
     // An invitation to an unknown customer.
@@ -384,7 +426,10 @@ async fn the_period_rule_holds_under_concurrent_invitations_on_two_replicas() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(refused.refusal, pb::InvitationRefusal::SurveyedRecently as i32);
+    assert_eq!(
+        refused.refusal,
+        pb::InvitationRefusal::SurveyedRecently as i32
+    );
     let mut second = second;
     second.stop_services().await;
     first.stop().await;
@@ -463,7 +508,13 @@ async fn touchpoints_trigger_invitations_once_per_period() {
     assert_eq!(invited.len(), 2, "one each: {invited:?}");
     assert!(invited.contains(&anna) && invited.contains(&bo));
     assert_eq!(budget.granted_count(), 2);
-    let published = events(&app, &["feedback.survey_invited"], 3, Duration::from_secs(5)).await;
+    let published = events(
+        &app,
+        &["feedback.survey_invited"],
+        3,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(published.len(), 2);
     let Some(Payload::SurveyInvited(invitation)) = &published[0].payload else {
         panic!("not an invitation");
@@ -473,7 +524,10 @@ async fn touchpoints_trigger_invitations_once_per_period() {
     assert!(invitation.touchpoint_id.starts_with("p-"));
     let send_after = invitation.send_after.unwrap().seconds;
     let now = chrono::Utc::now().timestamp();
-    assert!((send_after - now - 3600).abs() < 120, "sent an hour after the purchase");
+    assert!(
+        (send_after - now - 3600).abs() < 120,
+        "sent an hour after the purchase"
+    );
     app.stop().await;
 }
 
@@ -495,7 +549,11 @@ async fn a_refused_or_unreachable_budget_makes_no_invitation() {
         .unwrap()
         .into_inner();
     assert_eq!(refused.refusal, pb::InvitationRefusal::ContactBudget as i32);
-    assert!(refused.refusal_detail.contains("1 of 1 today"), "{}", refused.refusal_detail);
+    assert!(
+        refused.refusal_detail.contains("1 of 1 today"),
+        "{}",
+        refused.refusal_detail
+    );
     // The refusal gave the period slot back: once the budget allows, she is invited.
     budget.refuse.store(false, Ordering::SeqCst);
     let invited = client
@@ -547,7 +605,11 @@ async fn surveys_share_the_contact_budget() {
     let mut recommendation = RecommendationServiceClient::new(
         app.authed(
             ServiceKind::Recommendation,
-            &["recommendation.decide", "recommendation.read", "recommendation.write"],
+            &[
+                "recommendation.decide",
+                "recommendation.read",
+                "recommendation.write",
+            ],
         )
         .await,
     );
@@ -581,7 +643,10 @@ async fn surveys_share_the_contact_budget() {
     .await;
     let anna = app
         .create_profile(
-            vec![cairn_tests::identifier(IdentifierType::PhoneNumber, "+46701111111")],
+            vec![cairn_tests::identifier(
+                IdentifierType::PhoneNumber,
+                "+46701111111",
+            )],
             &[],
         )
         .await;
@@ -611,12 +676,19 @@ async fn surveys_share_the_contact_budget() {
         .unwrap()
         .into_inner();
     assert!(!refused.invited);
-    assert_eq!(refused.refusal, pb::InvitationRefusal::ContactBudget as i32, "{refused:?}");
+    assert_eq!(
+        refused.refusal,
+        pb::InvitationRefusal::ContactBudget as i32,
+        "{refused:?}"
+    );
 
     // The other way round: Bo's survey takes his SMS of the day.
     let bo = app
         .create_profile(
-            vec![cairn_tests::identifier(IdentifierType::PhoneNumber, "+46702222222")],
+            vec![cairn_tests::identifier(
+                IdentifierType::PhoneNumber,
+                "+46702222222",
+            )],
             &[],
         )
         .await;

@@ -62,23 +62,63 @@ async fn trends_are_found_in_comments_in_many_languages() {
 
     // Billing complaints grow: one two days ago, one yesterday, four today,
     // in English, Swedish, Greek, Serbian and Danish.
-    let english = comment(&mut client, "My bill was wrong again, I was charged twice this month", 2).await;
+    let english = comment(
+        &mut client,
+        "My bill was wrong again, I was charged twice this month",
+        2,
+    )
+    .await;
     assert_eq!(english.language, "en");
     assert_eq!(english.themes, ["billing"]);
-    comment(&mut client, "Fakturan är fel igen och ingen på kundtjänst svarar", 1).await;
-    let greek = comment(&mut client, "Ο λογαριασμός είναι πάλι λάθος και πολύ ακριβός", 0).await;
+    comment(
+        &mut client,
+        "Fakturan är fel igen och ingen på kundtjänst svarar",
+        1,
+    )
+    .await;
+    let greek = comment(
+        &mut client,
+        "Ο λογαριασμός είναι πάλι λάθος και πολύ ακριβός",
+        0,
+    )
+    .await;
     assert_eq!(greek.language, "el");
-    let serbian = comment(&mut client, "Рачун је поново погрешан, наплатили су ми двапут", 0).await;
+    let serbian = comment(
+        &mut client,
+        "Рачун је поново погрешан, наплатили су ми двапут",
+        0,
+    )
+    .await;
     assert_eq!(serbian.language, "sr");
-    assert!(serbian.themes.contains(&"billing".to_string()), "{:?}", serbian.themes);
-    let swedish = comment(&mut client, "Räkningen för mobilen är alldeles för hög den här månaden", 0).await;
+    assert!(
+        serbian.themes.contains(&"billing".to_string()),
+        "{:?}",
+        serbian.themes
+    );
+    let swedish = comment(
+        &mut client,
+        "Räkningen för mobilen är alldeles för hög den här månaden",
+        0,
+    )
+    .await;
     assert_eq!(swedish.language, "sv");
     // A Danish comment whose language the connector knows.
-    let danish = comment_in(&mut client, "Regningen er forkert igen og jeg har ventet en time", 0, "da").await;
+    let danish = comment_in(
+        &mut client,
+        "Regningen er forkert igen og jeg har ventet en time",
+        0,
+        "da",
+    )
+    .await;
     assert_eq!(danish.language, "da");
     // Network complaints stay flat: one a day.
     for days_ago in [2, 1, 0] {
-        comment(&mut client, "The network coverage at home is terrible, no signal at all", days_ago).await;
+        comment(
+            &mut client,
+            "The network coverage at home is terrible, no signal at all",
+            days_ago,
+        )
+        .await;
     }
 
     let trends = client
@@ -94,19 +134,30 @@ async fn trends_are_found_in_comments_in_many_languages() {
         .unwrap()
         .into_inner()
         .trends;
-    let billing = trends.iter().find(|t| t.theme == "billing").expect("billing trend");
-    let network = trends.iter().find(|t| t.theme == "network").expect("network trend");
+    let billing = trends
+        .iter()
+        .find(|t| t.theme == "billing")
+        .expect("billing trend");
+    let network = trends
+        .iter()
+        .find(|t| t.theme == "network")
+        .expect("network trend");
     assert_eq!(billing.volume.iter().sum::<i64>(), 6, "{billing:?}");
     assert_eq!(*billing.volume.last().unwrap(), 4, "{billing:?}");
     // Growth: (4 + 1) / (mean of 1 and 1, + 1) = 2.5.
     assert!((billing.growth - 2.5).abs() < 1e-9, "{billing:?}");
     assert!((network.growth - 1.0).abs() < 1e-9, "{network:?}");
     assert!(
-        trends.iter().position(|t| t.theme == "billing") < trends.iter().position(|t| t.theme == "network"),
+        trends.iter().position(|t| t.theme == "billing")
+            < trends.iter().position(|t| t.theme == "network"),
         "fastest growing first: {trends:?}"
     );
     for language in ["da", "el", "en", "sr", "sv"] {
-        assert!(billing.languages.contains(&language.to_string()), "{language} in {:?}", billing.languages);
+        assert!(
+            billing.languages.contains(&language.to_string()),
+            "{language} in {:?}",
+            billing.languages
+        );
     }
     assert_eq!(billing.examples.len(), 3);
 
@@ -143,11 +194,18 @@ async fn ticket_categories_count_in_trends() {
             .await
             .unwrap();
     }
-    comment(&mut client, "Roaming abroad did not work at all on my holiday", 0).await;
+    comment(
+        &mut client,
+        "Roaming abroad did not work at all on my holiday",
+        0,
+    )
+    .await;
     let trends = client
         .list_trends(pb::ListTrendsRequest {
             time_range: Some(TimeRange {
-                start_time: Some(prost_types::Timestamp::from(SystemTime::now() - Duration::from_secs(DAY))),
+                start_time: Some(prost_types::Timestamp::from(
+                    SystemTime::now() - Duration::from_secs(DAY),
+                )),
                 end_time: None,
             }),
             ..Default::default()
@@ -156,7 +214,10 @@ async fn ticket_categories_count_in_trends() {
         .unwrap()
         .into_inner()
         .trends;
-    let roaming = trends.iter().find(|t| t.theme == "roaming").expect("roaming trend");
+    let roaming = trends
+        .iter()
+        .find(|t| t.theme == "roaming")
+        .expect("roaming trend");
     assert_eq!(roaming.volume, [3], "two tickets and a comment");
     assert_eq!(roaming.examples.len(), 1);
     app.stop().await;
@@ -186,7 +247,10 @@ async fn feature_requests_are_deduplicated_across_languages() {
     let swedish = ask(Some(sven.clone()), "Lägg till mörkt läge i appen, tack").await;
     assert!(swedish.merged);
     let id = first.feature_request.unwrap().feature_request_id;
-    assert_eq!(swedish.feature_request.as_ref().unwrap().feature_request_id, id);
+    assert_eq!(
+        swedish.feature_request.as_ref().unwrap().feature_request_id,
+        id
+    );
     assert_eq!(swedish.feature_request.unwrap().votes, 2);
     // Anna asking again is no new vote.
     let again = ask(Some(anna.clone()), "Dark mode in the app please!").await;
@@ -199,7 +263,10 @@ async fn feature_requests_are_deduplicated_across_languages() {
         .unwrap()
         .into_inner()
         .feature_requests;
-    let votes: Vec<(String, i64)> = listed.iter().map(|f| (f.feature_request_id.clone(), f.votes)).collect();
+    let votes: Vec<(String, i64)> = listed
+        .iter()
+        .map(|f| (f.feature_request_id.clone(), f.votes))
+        .collect();
     assert_eq!(votes[0], (id, 2));
     assert_eq!(votes.len(), 2);
     let status = client
@@ -269,7 +336,9 @@ async fn churn_reasons_come_from_records_and_exit_surveys() {
     let reasons = client
         .list_churn_reasons(pb::ListChurnReasonsRequest {
             time_range: Some(TimeRange {
-                start_time: Some(prost_types::Timestamp::from(SystemTime::now() - Duration::from_secs(3600))),
+                start_time: Some(prost_types::Timestamp::from(
+                    SystemTime::now() - Duration::from_secs(3600),
+                )),
                 end_time: None,
             }),
         })

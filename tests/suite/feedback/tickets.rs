@@ -101,11 +101,16 @@ async fn a_case_across_channels_with_history_fcr_and_events() {
     contact(&mut client, &chat.ticket_id, Channel::CallCentre, false).await;
     let answered = contact(&mut client, &chat.ticket_id, Channel::CallCentre, true).await;
     assert!(answered.first_response.is_some());
-    set_status(&mut client, &chat.ticket_id, pb::TicketStatus::InProgress).await.unwrap();
+    set_status(&mut client, &chat.ticket_id, pb::TicketStatus::InProgress)
+        .await
+        .unwrap();
     let resolved = set_status(&mut client, &chat.ticket_id, pb::TicketStatus::Resolved)
         .await
         .unwrap();
-    assert!(!resolved.first_contact_resolution, "two contacts is not first-contact resolution");
+    assert!(
+        !resolved.first_contact_resolution,
+        "two contacts is not first-contact resolution"
+    );
     assert!(resolved.resolution.is_some());
     let statuses: Vec<i32> = resolved.status_history.iter().map(|h| h.status).collect();
     assert_eq!(
@@ -158,12 +163,18 @@ async fn a_case_across_channels_with_history_fcr_and_events() {
     assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
 
     // Closed is final in TMF621: reopening is FAILED_PRECONDITION.
-    set_status(&mut client, &chat.ticket_id, pb::TicketStatus::Closed).await.unwrap();
+    set_status(&mut client, &chat.ticket_id, pb::TicketStatus::Closed)
+        .await
+        .unwrap();
     let status = set_status(&mut client, &chat.ticket_id, pb::TicketStatus::InProgress)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("ticket.status"), "{}", status.message());
+    assert!(
+        status.message().contains("ticket.status"),
+        "{}",
+        status.message()
+    );
 
     // Missing customer and channel name their fields.
     let status = client
@@ -177,7 +188,13 @@ async fn a_case_across_channels_with_history_fcr_and_events() {
     assert_invalid(&status, "ticket.channel");
 
     // Recommendation sees the complaint open, then no longer open.
-    let published = events(&app, &["feedback.ticket_changed"], 20, Duration::from_secs(3)).await;
+    let published = events(
+        &app,
+        &["feedback.ticket_changed"],
+        20,
+        Duration::from_secs(3),
+    )
+    .await;
     let complaint: Vec<(String, bool)> = published
         .iter()
         .filter_map(|event| match &event.payload {
@@ -222,10 +239,26 @@ async fn the_queue_serves_by_priority_and_due_time_and_routes() {
     let (app, _budget) = spawn_feedback().await;
     let mut client = feedback(&app).await;
     let anna = new_customer(&app, "crm-queue").await;
-    let soon = prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(600));
-    let later = prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(6000));
-    let normal_later = open(&mut client, pb::Ticket { due_time: Some(later), ..ticket(&anna, Channel::Email, "billing") }).await;
-    let normal_soon = open(&mut client, pb::Ticket { due_time: Some(soon), ..ticket(&anna, Channel::Email, "billing") }).await;
+    let soon =
+        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(600));
+    let later =
+        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(6000));
+    let normal_later = open(
+        &mut client,
+        pb::Ticket {
+            due_time: Some(later),
+            ..ticket(&anna, Channel::Email, "billing")
+        },
+    )
+    .await;
+    let normal_soon = open(
+        &mut client,
+        pb::Ticket {
+            due_time: Some(soon),
+            ..ticket(&anna, Channel::Email, "billing")
+        },
+    )
+    .await;
     let critical = open(
         &mut client,
         pb::Ticket {
@@ -247,24 +280,54 @@ async fn the_queue_serves_by_priority_and_due_time_and_routes() {
 
     // An English agent without the fiber skill never gets the Swedish fiber case.
     let order: Vec<String> = [
-        claim(&mut client, "a1", vec![], vec!["en"], vec![]).await.unwrap(),
-        claim(&mut client, "a1", vec![], vec!["en"], vec![]).await.unwrap(),
-        claim(&mut client, "a1", vec![], vec!["en"], vec![]).await.unwrap(),
+        claim(&mut client, "a1", vec![], vec!["en"], vec![])
+            .await
+            .unwrap(),
+        claim(&mut client, "a1", vec![], vec!["en"], vec![])
+            .await
+            .unwrap(),
+        claim(&mut client, "a1", vec![], vec!["en"], vec![])
+            .await
+            .unwrap(),
     ]
     .into_iter()
     .map(|t| t.ticket_id)
     .collect();
-    assert_eq!(order, [critical.ticket_id, normal_soon.ticket_id, normal_later.ticket_id]);
-    let status = claim(&mut client, "a1", vec![], vec!["en"], vec![]).await.unwrap_err();
+    assert_eq!(
+        order,
+        [
+            critical.ticket_id,
+            normal_soon.ticket_id,
+            normal_later.ticket_id
+        ]
+    );
+    let status = claim(&mut client, "a1", vec![], vec!["en"], vec![])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // Only on the right channel, in Swedish, with the skill.
     assert_eq!(
-        claim(&mut client, "a2", vec![Channel::Email], vec!["sv"], vec!["fiber"]).await.unwrap_err().code(),
+        claim(
+            &mut client,
+            "a2",
+            vec![Channel::Email],
+            vec!["sv"],
+            vec!["fiber"]
+        )
+        .await
+        .unwrap_err()
+        .code(),
         Code::NotFound
     );
-    let taken = claim(&mut client, "a2", vec![Channel::CallCentre], vec!["sv"], vec!["fiber", "billing"])
-        .await
-        .unwrap();
+    let taken = claim(
+        &mut client,
+        "a2",
+        vec![Channel::CallCentre],
+        vec!["sv"],
+        vec!["fiber", "billing"],
+    )
+    .await
+    .unwrap();
     assert_eq!(taken.ticket_id, swedish_tech.ticket_id);
     assert_eq!(taken.assignee, "a2");
     assert_eq!(taken.status, pb::TicketStatus::InProgress as i32);
@@ -290,7 +353,9 @@ async fn the_queue_serves_by_priority_and_due_time_and_routes() {
         .unwrap();
     assert_eq!(released.status, pb::TicketStatus::Acknowledged as i32);
     assert!(released.assignee.is_empty());
-    let again = claim(&mut client, "a3", vec![], vec![], vec!["fiber"]).await.unwrap();
+    let again = claim(&mut client, "a3", vec![], vec![], vec!["fiber"])
+        .await
+        .unwrap();
     assert_eq!(again.ticket_id, taken.ticket_id);
     app.stop().await;
 }
@@ -302,8 +367,16 @@ async fn two_agents_never_claim_the_same_ticket() {
     let anna = new_customer(&app, "crm-claims").await;
     let mut opened = BTreeSet::new();
     for index in 0..24 {
-        let channel = if index % 2 == 0 { Channel::Email } else { Channel::Chatbot };
-        opened.insert(open(&mut client, ticket(&anna, channel, "billing")).await.ticket_id);
+        let channel = if index % 2 == 0 {
+            Channel::Email
+        } else {
+            Channel::Chatbot
+        };
+        opened.insert(
+            open(&mut client, ticket(&anna, channel, "billing"))
+                .await
+                .ticket_id,
+        );
     }
     let mut agents = Vec::new();
     for agent in 0..6 {
@@ -311,7 +384,15 @@ async fn two_agents_never_claim_the_same_ticket() {
         agents.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                match claim(&mut client, &format!("agent-{agent}"), vec![], vec![], vec![]).await {
+                match claim(
+                    &mut client,
+                    &format!("agent-{agent}"),
+                    vec![],
+                    vec![],
+                    vec![],
+                )
+                .await
+                {
                     Ok(ticket) => {
                         assert_eq!(ticket.assignee, format!("agent-{agent}"));
                         mine.push(ticket.ticket_id);

@@ -102,9 +102,9 @@ pub fn proportion(successes: i64, total: i64) -> Option<Measure> {
 /// The 97.5% quantile of Student's t with `degrees` degrees of freedom.
 fn student_t95(degrees: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
-        2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     match degrees {
         0 => f64::INFINITY,
@@ -132,11 +132,14 @@ impl Bucket {
     /// The start of the bucket holding `time`; `window_start` for [`Bucket::Whole`].
     pub fn start_of(self, time: DateTime<Utc>, window_start: DateTime<Utc>) -> DateTime<Utc> {
         let day = time.date_naive();
-        let midnight = |date: chrono::NaiveDate| Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN));
+        let midnight =
+            |date: chrono::NaiveDate| Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN));
         match self {
             Self::Whole => window_start,
             Self::Day => midnight(day),
-            Self::Week => midnight(day - Duration::days(i64::from(day.weekday().num_days_from_monday()))),
+            Self::Week => {
+                midnight(day - Duration::days(i64::from(day.weekday().num_days_from_monday())))
+            }
             Self::Month => midnight(day.with_day(1).unwrap_or(day)),
         }
     }

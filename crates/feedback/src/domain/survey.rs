@@ -212,7 +212,10 @@ impl Survey {
                     if chosen.is_empty() {
                         violations.add(format!("{at}.choices"), "choose at least one option");
                     } else if kind == QuestionKind::SingleChoice && chosen.len() > 1 {
-                        violations.add(format!("{at}.choices"), "a single-choice question takes one option");
+                        violations.add(
+                            format!("{at}.choices"),
+                            "a single-choice question takes one option",
+                        );
                     }
                     for (option_index, option) in chosen.iter().enumerate() {
                         if !question.options.iter().any(|o| &o.id == option) {
@@ -454,12 +457,19 @@ mod tests {
 
         let Err(Error::InvalidArgument(violations)) = survey.check_answers(
             "answers",
-            &[answer("why", AnswerValue::Text("x".repeat(MAX_TEXT_BYTES + 1)))],
+            &[answer(
+                "why",
+                AnswerValue::Text("x".repeat(MAX_TEXT_BYTES + 1)),
+            )],
         ) else {
             panic!("long text accepted");
         };
         assert_eq!(violations[0].field, "answers[0].text");
-        assert!(violations.iter().any(|v| v.description.contains("\"nps\" is required")));
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.description.contains("\"nps\" is required"))
+        );
     }
 
     #[test]

@@ -131,12 +131,40 @@ fn south_slavic_stem(word: &str) -> String {
     let mut latin = String::with_capacity(word.len());
     for c in word.chars() {
         let mapped = match c {
-            'а' => "a", 'б' => "b", 'в' => "v", 'г' => "g", 'д' => "d", 'ђ' => "dj",
-            'е' => "e", 'ж' => "z", 'з' => "z", 'и' => "i", 'ј' => "j", 'к' => "k",
-            'л' => "l", 'љ' => "lj", 'м' => "m", 'н' => "n", 'њ' => "nj", 'о' => "o",
-            'п' => "p", 'р' => "r", 'с' => "s", 'т' => "t", 'ћ' => "c", 'у' => "u",
-            'ф' => "f", 'х' => "h", 'ц' => "c", 'ч' => "c", 'џ' => "dz", 'ш' => "s",
-            'č' | 'ć' => "c", 'š' => "s", 'ž' => "z", 'đ' => "dj",
+            'а' => "a",
+            'б' => "b",
+            'в' => "v",
+            'г' => "g",
+            'д' => "d",
+            'ђ' => "dj",
+            'е' => "e",
+            'ж' => "z",
+            'з' => "z",
+            'и' => "i",
+            'ј' => "j",
+            'к' => "k",
+            'л' => "l",
+            'љ' => "lj",
+            'м' => "m",
+            'н' => "n",
+            'њ' => "nj",
+            'о' => "o",
+            'п' => "p",
+            'р' => "r",
+            'с' => "s",
+            'т' => "t",
+            'ћ' => "c",
+            'у' => "u",
+            'ф' => "f",
+            'х' => "h",
+            'ц' => "c",
+            'ч' => "c",
+            'џ' => "dz",
+            'ш' => "s",
+            'č' | 'ć' => "c",
+            'š' => "s",
+            'ž' => "z",
+            'đ' => "dj",
             other => {
                 latin.push(other);
                 continue;
@@ -145,8 +173,8 @@ fn south_slavic_stem(word: &str) -> String {
         latin.push_str(mapped);
     }
     const ENDINGS: [&str; 22] = [
-        "ovima", "ama", "ima", "om", "em", "og", "ega", "emu", "ih", "im", "oj", "om", "ov",
-        "ev", "a", "e", "i", "o", "u", "ju", "ti", "la",
+        "ovima", "ama", "ima", "om", "em", "og", "ega", "emu", "ih", "im", "oj", "om", "ov", "ev",
+        "a", "e", "i", "o", "u", "ju", "ti", "la",
     ];
     let mut best = latin.as_str();
     for ending in ENDINGS {
@@ -162,139 +190,349 @@ fn south_slavic_stem(word: &str) -> String {
 
 /// Themes and the words that mean them, per language. Phrases of two words
 /// are matched on consecutive stems.
-const LEXICON: &[(&str, &[(&str, &[&str])])] = &[
-    ("billing", &[
-        ("en", &["bill", "billing", "invoice", "charge", "charged", "overcharged"]),
-        ("sv", &["faktura", "fakturan", "räkning", "räkningen", "debitering"]),
-        ("da", &["regning", "regningen", "faktura", "opkrævning"]),
-        ("nb", &["regning", "regningen", "faktura"]),
-        ("sr", &["račun", "računa", "рачун", "рачуна", "naplata", "наплата"]),
-        ("hr", &["račun", "računa", "naplata"]),
-        ("el", &["λογαριασμός", "λογαριασμό", "χρέωση", "χρεώσεις"]),
-        ("de", &["rechnung", "abrechnung"]),
-        ("fi", &["lasku", "laskutus"]),
-    ]),
-    ("network", &[
-        ("en", &["network", "coverage", "signal", "outage", "connection", "dropped"]),
-        ("sv", &["nätet", "nätverk", "täckning", "täckningen", "signal", "avbrott", "uppkoppling"]),
-        ("da", &["netværk", "netværket", "dækning", "dækningen", "signal", "forbindelse", "nedbrud"]),
-        ("nb", &["nettet", "nettverk", "dekning", "dekningen", "signal"]),
-        ("sr", &["mreža", "mreže", "мрежа", "мреже", "signal", "сигнал", "pokrivenost", "покривеност"]),
-        ("hr", &["mreža", "mreže", "signal", "pokrivenost"]),
-        ("el", &["δίκτυο", "σήμα", "κάλυψη"]),
-        ("de", &["netz", "netzabdeckung", "empfang"]),
-        ("fi", &["verkko", "kuuluvuus"]),
-    ]),
-    ("price", &[
-        ("en", &["price", "prices", "expensive", "cost", "costly"]),
-        ("sv", &["pris", "priset", "dyr", "dyrt", "kostnad"]),
-        ("da", &["pris", "prisen", "dyr", "dyrt"]),
-        ("nb", &["pris", "prisen", "dyr", "dyrt"]),
-        ("sr", &["cena", "cene", "цена", "цене", "skupo", "скупо"]),
-        ("hr", &["cijena", "skupo"]),
-        ("el", &["τιμή", "τιμές", "ακριβό", "ακριβά"]),
-        ("de", &["preis", "teuer"]),
-        ("fi", &["hinta", "kallis"]),
-    ]),
-    ("delivery", &[
-        ("en", &["delivery", "delivered", "shipping", "courier", "parcel"]),
-        ("sv", &["leverans", "leveransen", "levererad", "paket", "paketet"]),
-        ("da", &["levering", "leveringen", "leveret", "pakke", "pakken"]),
-        ("nb", &["levering", "leveringen", "pakke", "pakken"]),
-        ("sr", &["dostava", "dostave", "достава", "доставе", "isporuka", "испорука", "paket", "пакет"]),
-        ("hr", &["dostava", "isporuka", "paket"]),
-        ("el", &["παράδοση", "αποστολή", "δέμα"]),
-        ("de", &["lieferung", "paket"]),
-        ("fi", &["toimitus", "paketti"]),
-    ]),
-    ("customer_service", &[
-        ("en", &["support", "agent", "waiting", "wait", "queue", "hold"]),
-        ("sv", &["kundtjänst", "kundtjänsten", "support", "väntetid", "vänta", "kö"]),
-        ("da", &["kundeservice", "kundeservicen", "support", "ventetid", "vente", "kø"]),
-        ("nb", &["kundeservice", "kundeservicen", "ventetid", "vente"]),
-        ("sr", &["podrška", "подршка", "čekanje", "чекање", "čekao", "чекао", "operater", "оператер"]),
-        ("hr", &["podrška", "čekanje", "operater"]),
-        ("el", &["εξυπηρέτηση", "υποστήριξη", "αναμονή"]),
-        ("de", &["kundendienst", "kundenservice", "warteschleife", "wartezeit"]),
-        ("fi", &["asiakaspalvelu", "jonotus"]),
-    ]),
-    ("app", &[
-        ("en", &["app", "application", "crash", "crashes", "login"]),
-        ("sv", &["app", "appen", "inloggning", "kraschar"]),
-        ("da", &["app", "appen", "login", "crasher"]),
-        ("nb", &["app", "appen", "innlogging"]),
-        ("sr", &["aplikacija", "aplikacije", "апликација", "апликације", "prijava", "пријава"]),
-        ("hr", &["aplikacija", "aplikacije", "prijava"]),
-        ("el", &["εφαρμογή"]),
-        ("de", &["app", "anmeldung"]),
-        ("fi", &["sovellus"]),
-    ]),
-    ("speed", &[
-        ("en", &["slow", "speed", "slowly"]),
-        ("sv", &["långsam", "långsamt", "hastighet", "hastigheten"]),
-        ("da", &["langsom", "langsomt", "hastighed", "hastigheden"]),
-        ("nb", &["treg", "tregt", "hastighet"]),
-        ("sr", &["sporo", "спорo", "споро", "spor", "брзина", "brzina"]),
-        ("hr", &["sporo", "brzina"]),
-        ("el", &["αργό", "αργή", "αργά", "ταχύτητα"]),
-        ("de", &["langsam", "geschwindigkeit"]),
-        ("fi", &["hidas", "nopeus"]),
-    ]),
-    ("roaming", &[
-        ("en", &["roaming", "abroad"]),
-        ("sv", &["roaming", "utomlands"]),
-        ("da", &["roaming", "udlandet"]),
-        ("nb", &["roaming", "utlandet"]),
-        ("sr", &["roming", "роминг", "inostranstvu", "иностранству"]),
-        ("hr", &["roaming", "inozemstvu"]),
-        ("el", &["περιαγωγή", "εξωτερικό"]),
-        ("de", &["roaming", "ausland"]),
-        ("fi", &["verkkovierailu", "ulkomailla"]),
-    ]),
-    ("contract", &[
-        ("en", &["contract", "cancel", "cancellation", "termination"]),
-        ("sv", &["avtal", "avtalet", "uppsägning", "abonnemang"]),
-        ("da", &["kontrakt", "aftale", "opsigelse", "abonnement"]),
-        ("nb", &["kontrakt", "avtale", "oppsigelse", "abonnement"]),
-        ("sr", &["ugovor", "уговор", "otkaz", "отказ", "pretplata", "претплата"]),
-        ("hr", &["ugovor", "otkaz", "pretplata"]),
-        ("el", &["συμβόλαιο", "ακύρωση"]),
-        ("de", &["vertrag", "kündigung"]),
-        ("fi", &["sopimus", "irtisanominen"]),
-    ]),
-    ("device", &[
-        ("en", &["phone", "device", "handset", "battery", "screen"]),
-        ("sv", &["telefon", "telefonen", "mobil", "mobilen", "batteri"]),
-        ("da", &["telefon", "telefonen", "mobil", "batteri"]),
-        ("nb", &["telefon", "telefonen", "mobil", "batteri"]),
-        ("sr", &["telefon", "телефон", "uređaj", "уређај", "baterija", "батерија"]),
-        ("hr", &["telefon", "uređaj", "baterija"]),
-        ("el", &["τηλέφωνο", "συσκευή", "μπαταρία"]),
-        ("de", &["handy", "gerät", "akku"]),
-        ("fi", &["puhelin", "akku"]),
-    ]),
-    ("dark_mode", &[
-        ("en", &["dark mode", "dark theme", "night mode"]),
-        ("sv", &["mörkt läge", "mörkt tema"]),
-        ("da", &["mørk tilstand", "mørkt tema"]),
-        ("nb", &["mørk modus", "mørkt tema"]),
-        ("sr", &["tamni režim", "тамни режим", "tamna tema", "тамна тема"]),
-        ("hr", &["tamni način", "tamna tema"]),
-        ("el", &["σκοτεινό θέμα", "σκούρο θέμα"]),
-        ("de", &["dunkler modus", "dunkelmodus"]),
-        ("fi", &["tumma tila", "tumma teema"]),
-    ]),
-    ("esim", &[
-        ("en", &["esim", "e-sim"]),
-        ("sv", &["esim"]),
-        ("da", &["esim"]),
-        ("nb", &["esim"]),
-        ("sr", &["esim", "есим"]),
-        ("hr", &["esim"]),
-        ("el", &["esim"]),
-        ("de", &["esim"]),
-        ("fi", &["esim"]),
-    ]),
+/// The words of one language for one theme.
+type Words = &'static [&'static str];
+/// A theme's words per language.
+type Entries = &'static [(&'static str, Words)];
+
+const LEXICON: &[(&str, Entries)] = &[
+    (
+        "billing",
+        &[
+            (
+                "en",
+                &[
+                    "bill",
+                    "billing",
+                    "invoice",
+                    "charge",
+                    "charged",
+                    "overcharged",
+                ],
+            ),
+            (
+                "sv",
+                &["faktura", "fakturan", "räkning", "räkningen", "debitering"],
+            ),
+            ("da", &["regning", "regningen", "faktura", "opkrævning"]),
+            ("nb", &["regning", "regningen", "faktura"]),
+            (
+                "sr",
+                &["račun", "računa", "рачун", "рачуна", "naplata", "наплата"],
+            ),
+            ("hr", &["račun", "računa", "naplata"]),
+            ("el", &["λογαριασμός", "λογαριασμό", "χρέωση", "χρεώσεις"]),
+            ("de", &["rechnung", "abrechnung"]),
+            ("fi", &["lasku", "laskutus"]),
+        ],
+    ),
+    (
+        "network",
+        &[
+            (
+                "en",
+                &[
+                    "network",
+                    "coverage",
+                    "signal",
+                    "outage",
+                    "connection",
+                    "dropped",
+                ],
+            ),
+            (
+                "sv",
+                &[
+                    "nätet",
+                    "nätverk",
+                    "täckning",
+                    "täckningen",
+                    "signal",
+                    "avbrott",
+                    "uppkoppling",
+                ],
+            ),
+            (
+                "da",
+                &[
+                    "netværk",
+                    "netværket",
+                    "dækning",
+                    "dækningen",
+                    "signal",
+                    "forbindelse",
+                    "nedbrud",
+                ],
+            ),
+            (
+                "nb",
+                &["nettet", "nettverk", "dekning", "dekningen", "signal"],
+            ),
+            (
+                "sr",
+                &[
+                    "mreža",
+                    "mreže",
+                    "мрежа",
+                    "мреже",
+                    "signal",
+                    "сигнал",
+                    "pokrivenost",
+                    "покривеност",
+                ],
+            ),
+            ("hr", &["mreža", "mreže", "signal", "pokrivenost"]),
+            ("el", &["δίκτυο", "σήμα", "κάλυψη"]),
+            ("de", &["netz", "netzabdeckung", "empfang"]),
+            ("fi", &["verkko", "kuuluvuus"]),
+        ],
+    ),
+    (
+        "price",
+        &[
+            ("en", &["price", "prices", "expensive", "cost", "costly"]),
+            ("sv", &["pris", "priset", "dyr", "dyrt", "kostnad"]),
+            ("da", &["pris", "prisen", "dyr", "dyrt"]),
+            ("nb", &["pris", "prisen", "dyr", "dyrt"]),
+            ("sr", &["cena", "cene", "цена", "цене", "skupo", "скупо"]),
+            ("hr", &["cijena", "skupo"]),
+            ("el", &["τιμή", "τιμές", "ακριβό", "ακριβά"]),
+            ("de", &["preis", "teuer"]),
+            ("fi", &["hinta", "kallis"]),
+        ],
+    ),
+    (
+        "delivery",
+        &[
+            (
+                "en",
+                &["delivery", "delivered", "shipping", "courier", "parcel"],
+            ),
+            (
+                "sv",
+                &["leverans", "leveransen", "levererad", "paket", "paketet"],
+            ),
+            (
+                "da",
+                &["levering", "leveringen", "leveret", "pakke", "pakken"],
+            ),
+            ("nb", &["levering", "leveringen", "pakke", "pakken"]),
+            (
+                "sr",
+                &[
+                    "dostava",
+                    "dostave",
+                    "достава",
+                    "доставе",
+                    "isporuka",
+                    "испорука",
+                    "paket",
+                    "пакет",
+                ],
+            ),
+            ("hr", &["dostava", "isporuka", "paket"]),
+            ("el", &["παράδοση", "αποστολή", "δέμα"]),
+            ("de", &["lieferung", "paket"]),
+            ("fi", &["toimitus", "paketti"]),
+        ],
+    ),
+    (
+        "customer_service",
+        &[
+            (
+                "en",
+                &["support", "agent", "waiting", "wait", "queue", "hold"],
+            ),
+            (
+                "sv",
+                &[
+                    "kundtjänst",
+                    "kundtjänsten",
+                    "support",
+                    "väntetid",
+                    "vänta",
+                    "kö",
+                ],
+            ),
+            (
+                "da",
+                &[
+                    "kundeservice",
+                    "kundeservicen",
+                    "support",
+                    "ventetid",
+                    "vente",
+                    "kø",
+                ],
+            ),
+            (
+                "nb",
+                &["kundeservice", "kundeservicen", "ventetid", "vente"],
+            ),
+            (
+                "sr",
+                &[
+                    "podrška",
+                    "подршка",
+                    "čekanje",
+                    "чекање",
+                    "čekao",
+                    "чекао",
+                    "operater",
+                    "оператер",
+                ],
+            ),
+            ("hr", &["podrška", "čekanje", "operater"]),
+            ("el", &["εξυπηρέτηση", "υποστήριξη", "αναμονή"]),
+            (
+                "de",
+                &[
+                    "kundendienst",
+                    "kundenservice",
+                    "warteschleife",
+                    "wartezeit",
+                ],
+            ),
+            ("fi", &["asiakaspalvelu", "jonotus"]),
+        ],
+    ),
+    (
+        "app",
+        &[
+            ("en", &["app", "application", "crash", "crashes", "login"]),
+            ("sv", &["app", "appen", "inloggning", "kraschar"]),
+            ("da", &["app", "appen", "login", "crasher"]),
+            ("nb", &["app", "appen", "innlogging"]),
+            (
+                "sr",
+                &[
+                    "aplikacija",
+                    "aplikacije",
+                    "апликација",
+                    "апликације",
+                    "prijava",
+                    "пријава",
+                ],
+            ),
+            ("hr", &["aplikacija", "aplikacije", "prijava"]),
+            ("el", &["εφαρμογή"]),
+            ("de", &["app", "anmeldung"]),
+            ("fi", &["sovellus"]),
+        ],
+    ),
+    (
+        "speed",
+        &[
+            ("en", &["slow", "speed", "slowly"]),
+            ("sv", &["långsam", "långsamt", "hastighet", "hastigheten"]),
+            ("da", &["langsom", "langsomt", "hastighed", "hastigheden"]),
+            ("nb", &["treg", "tregt", "hastighet"]),
+            (
+                "sr",
+                &["sporo", "спорo", "споро", "spor", "брзина", "brzina"],
+            ),
+            ("hr", &["sporo", "brzina"]),
+            ("el", &["αργό", "αργή", "αργά", "ταχύτητα"]),
+            ("de", &["langsam", "geschwindigkeit"]),
+            ("fi", &["hidas", "nopeus"]),
+        ],
+    ),
+    (
+        "roaming",
+        &[
+            ("en", &["roaming", "abroad"]),
+            ("sv", &["roaming", "utomlands"]),
+            ("da", &["roaming", "udlandet"]),
+            ("nb", &["roaming", "utlandet"]),
+            ("sr", &["roming", "роминг", "inostranstvu", "иностранству"]),
+            ("hr", &["roaming", "inozemstvu"]),
+            ("el", &["περιαγωγή", "εξωτερικό"]),
+            ("de", &["roaming", "ausland"]),
+            ("fi", &["verkkovierailu", "ulkomailla"]),
+        ],
+    ),
+    (
+        "contract",
+        &[
+            ("en", &["contract", "cancel", "cancellation", "termination"]),
+            ("sv", &["avtal", "avtalet", "uppsägning", "abonnemang"]),
+            ("da", &["kontrakt", "aftale", "opsigelse", "abonnement"]),
+            ("nb", &["kontrakt", "avtale", "oppsigelse", "abonnement"]),
+            (
+                "sr",
+                &[
+                    "ugovor",
+                    "уговор",
+                    "otkaz",
+                    "отказ",
+                    "pretplata",
+                    "претплата",
+                ],
+            ),
+            ("hr", &["ugovor", "otkaz", "pretplata"]),
+            ("el", &["συμβόλαιο", "ακύρωση"]),
+            ("de", &["vertrag", "kündigung"]),
+            ("fi", &["sopimus", "irtisanominen"]),
+        ],
+    ),
+    (
+        "device",
+        &[
+            ("en", &["phone", "device", "handset", "battery", "screen"]),
+            (
+                "sv",
+                &["telefon", "telefonen", "mobil", "mobilen", "batteri"],
+            ),
+            ("da", &["telefon", "telefonen", "mobil", "batteri"]),
+            ("nb", &["telefon", "telefonen", "mobil", "batteri"]),
+            (
+                "sr",
+                &[
+                    "telefon",
+                    "телефон",
+                    "uređaj",
+                    "уређај",
+                    "baterija",
+                    "батерија",
+                ],
+            ),
+            ("hr", &["telefon", "uređaj", "baterija"]),
+            ("el", &["τηλέφωνο", "συσκευή", "μπαταρία"]),
+            ("de", &["handy", "gerät", "akku"]),
+            ("fi", &["puhelin", "akku"]),
+        ],
+    ),
+    (
+        "dark_mode",
+        &[
+            ("en", &["dark mode", "dark theme", "night mode"]),
+            ("sv", &["mörkt läge", "mörkt tema"]),
+            ("da", &["mørk tilstand", "mørkt tema"]),
+            ("nb", &["mørk modus", "mørkt tema"]),
+            (
+                "sr",
+                &["tamni režim", "тамни режим", "tamna tema", "тамна тема"],
+            ),
+            ("hr", &["tamni način", "tamna tema"]),
+            ("el", &["σκοτεινό θέμα", "σκούρο θέμα"]),
+            ("de", &["dunkler modus", "dunkelmodus"]),
+            ("fi", &["tumma tila", "tumma teema"]),
+        ],
+    ),
+    (
+        "esim",
+        &[
+            ("en", &["esim", "e-sim"]),
+            ("sv", &["esim"]),
+            ("da", &["esim"]),
+            ("nb", &["esim"]),
+            ("sr", &["esim", "есим"]),
+            ("hr", &["esim"]),
+            ("el", &["esim"]),
+            ("de", &["esim"]),
+            ("fi", &["esim"]),
+        ],
+    ),
 ];
 
 /// Stemmed lexicon: (language, stems of a word or phrase) → theme.
@@ -458,12 +696,21 @@ mod tests {
     #[test]
     fn the_test_sentences_are_detected() {
         for (text, expected) in [
-            ("My bill was wrong again, I was charged twice this month", "en"),
+            (
+                "My bill was wrong again, I was charged twice this month",
+                "en",
+            ),
             ("Fakturan är fel igen och ingen på kundtjänst svarar", "sv"),
-            ("Räkningen för mobilen är alldeles för hög den här månaden", "sv"),
+            (
+                "Räkningen för mobilen är alldeles för hög den här månaden",
+                "sv",
+            ),
             ("Ο λογαριασμός είναι πάλι λάθος και πολύ ακριβός", "el"),
             ("Рачун је поново погрешан, наплатили су ми двапут", "sr"),
-            ("The network coverage at home is terrible, no signal at all", "en"),
+            (
+                "The network coverage at home is terrible, no signal at all",
+                "en",
+            ),
         ] {
             assert_eq!(detect_language(text), expected, "{text}");
         }
@@ -474,7 +721,13 @@ mod tests {
             "detected as {swedish}"
         );
         let danish = detect_language("Regningen er forkert igen og jeg har ventet en time");
-        assert!(themes("Regningen er forkert igen og jeg har ventet en time", &danish).contains(&"billing".to_string()));
+        assert!(
+            themes(
+                "Regningen er forkert igen og jeg har ventet en time",
+                &danish
+            )
+            .contains(&"billing".to_string())
+        );
     }
 
     #[test]
@@ -489,7 +742,10 @@ mod tests {
             themes("Please add a dark mode to the app", "en"),
             ["app", "dark_mode"]
         );
-        assert_eq!(themes("Lägg till mörkt läge i appen", "sv"), ["app", "dark_mode"]);
+        assert_eq!(
+            themes("Lägg till mörkt läge i appen", "sv"),
+            ["app", "dark_mode"]
+        );
     }
 
     #[test]

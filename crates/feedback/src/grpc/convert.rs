@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::domain::kpi::{KpiRow, Measure};
 use crate::domain::survey::{
-    Answer, AnswerValue, Choice, DEFAULT_FOLLOW_UP_SECONDS, Definition, MAX_OPTIONS,
-    MAX_QUESTIONS, Question, QuestionKind, Survey, Trigger,
+    Answer, AnswerValue, Choice, DEFAULT_FOLLOW_UP_SECONDS, Definition, MAX_OPTIONS, MAX_QUESTIONS,
+    Question, QuestionKind, Survey, Trigger,
 };
 use crate::events::TRIGGER_VARIABLES;
 use crate::storage::TicketView;
@@ -47,7 +47,10 @@ pub fn key(field: &str, raw: &str) -> Result<Option<String>> {
     if raw.is_empty() {
         Ok(None)
     } else if raw.len() > MAX_KEY_BYTES {
-        Err(Error::invalid(field, format!("at most {MAX_KEY_BYTES} bytes")))
+        Err(Error::invalid(
+            field,
+            format!("at most {MAX_KEY_BYTES} bytes"),
+        ))
     } else {
         Ok(Some(raw.to_string()))
     }
@@ -65,13 +68,20 @@ pub fn bounded(field: &str, text: &str, max: usize) -> Result<()> {
     }
 }
 
-fn texts(field: &str, texts: BTreeMap<String, String>, violations: &mut Violations) -> BTreeMap<String, String> {
+fn texts(
+    field: &str,
+    texts: BTreeMap<String, String>,
+    violations: &mut Violations,
+) -> BTreeMap<String, String> {
     for (language, text) in &texts {
         if language.is_empty() || language.len() > MAX_LANGUAGE_BYTES {
             violations.add(format!("{field}[{language}]"), "a BCP 47 language tag");
         }
         if text.len() > MAX_LABEL_BYTES {
-            violations.add(format!("{field}[{language}]"), format!("at most {MAX_LABEL_BYTES} bytes"));
+            violations.add(
+                format!("{field}[{language}]"),
+                format!("at most {MAX_LABEL_BYTES} bytes"),
+            );
         }
     }
     texts
@@ -101,7 +111,11 @@ fn question_type(kind: QuestionKind) -> pb::QuestionType {
 }
 
 /// Checked questions named `field`.
-pub fn questions(field: &str, wire: Vec<pb::Question>, violations: &mut Violations) -> Vec<Question> {
+pub fn questions(
+    field: &str,
+    wire: Vec<pb::Question>,
+    violations: &mut Violations,
+) -> Vec<Question> {
     if wire.is_empty() || wire.len() > MAX_QUESTIONS {
         violations.add(field, format!("1 to {MAX_QUESTIONS} questions"));
     }
@@ -109,38 +123,61 @@ pub fn questions(field: &str, wire: Vec<pb::Question>, violations: &mut Violatio
     let mut out = Vec::new();
     for (index, question) in wire.into_iter().enumerate() {
         let at = format!("{field}[{index}]");
-        violations.check(check_name(&format!("{at}.question_id"), &question.question_id));
+        violations.check(check_name(
+            &format!("{at}.question_id"),
+            &question.question_id,
+        ));
         if !ids.insert(question.question_id.clone()) {
             violations.add(format!("{at}.question_id"), "used by another question");
         }
         let Some(kind) = question_kind(question.r#type) else {
-            violations.add(format!("{at}.type"), "required: one of the QuestionType values");
+            violations.add(
+                format!("{at}.type"),
+                "required: one of the QuestionType values",
+            );
             continue;
         };
         if question.texts.is_empty() {
             violations.add(format!("{at}.texts"), "at least one language");
         }
-        let question_texts = texts(&format!("{at}.texts"), question.texts.into_iter().collect(), violations);
+        let question_texts = texts(
+            &format!("{at}.texts"),
+            question.texts.into_iter().collect(),
+            violations,
+        );
         let mut options = Vec::new();
         if kind.has_options() {
             if question.options.is_empty() || question.options.len() > MAX_OPTIONS {
-                violations.add(format!("{at}.options"), format!("1 to {MAX_OPTIONS} options"));
+                violations.add(
+                    format!("{at}.options"),
+                    format!("1 to {MAX_OPTIONS} options"),
+                );
             }
             let mut option_ids = std::collections::BTreeSet::new();
             for (option_index, option) in question.options.into_iter().enumerate() {
                 let option_at = format!("{at}.options[{option_index}]");
                 if option.option_id.is_empty() || option.option_id.len() > 64 {
-                    violations.add(format!("{option_at}.option_id"), "required, at most 64 bytes");
+                    violations.add(
+                        format!("{option_at}.option_id"),
+                        "required, at most 64 bytes",
+                    );
                 } else if !option_ids.insert(option.option_id.clone()) {
                     violations.add(format!("{option_at}.option_id"), "used by another option");
                 }
                 options.push(Choice {
                     id: option.option_id,
-                    texts: texts(&format!("{option_at}.texts"), option.texts.into_iter().collect(), violations),
+                    texts: texts(
+                        &format!("{option_at}.texts"),
+                        option.texts.into_iter().collect(),
+                        violations,
+                    ),
                 });
             }
         } else if !question.options.is_empty() {
-            violations.add(format!("{at}.options"), "only choice questions have options");
+            violations.add(
+                format!("{at}.options"),
+                "only choice questions have options",
+            );
         }
         out.push(Question {
             id: question.question_id,
@@ -158,10 +195,17 @@ pub fn triggers(field: &str, wire: Vec<pb::Trigger>, violations: &mut Violations
     let mut out = Vec::new();
     for (index, trigger) in wire.into_iter().enumerate() {
         let at = format!("{field}[{index}]");
-        let name = trigger.touchpoint_type.strip_prefix("custom:").unwrap_or(&trigger.touchpoint_type);
+        let name = trigger
+            .touchpoint_type
+            .strip_prefix("custom:")
+            .unwrap_or(&trigger.touchpoint_type);
         violations.check(check_name(&format!("{at}.touchpoint_type"), name));
         if !trigger.condition.is_empty() {
-            violations.check(Rule::compile(&format!("{at}.condition"), &trigger.condition, TRIGGER_VARIABLES));
+            violations.check(Rule::compile(
+                &format!("{at}.condition"),
+                &trigger.condition,
+                TRIGGER_VARIABLES,
+            ));
         }
         if !(trigger.sampling_rate > 0.0 && trigger.sampling_rate <= 1.0) {
             violations.add(
@@ -197,12 +241,19 @@ pub fn new_survey(wire: pb::Survey, now: DateTime<Utc>) -> Result<Survey> {
     if wire.display_name.trim().is_empty() {
         violations.add("survey.display_name", "required");
     }
-    violations.check(bounded("survey.display_name", &wire.display_name, MAX_LABEL_BYTES));
+    violations.check(bounded(
+        "survey.display_name",
+        &wire.display_name,
+        MAX_LABEL_BYTES,
+    ));
     let questions = questions("survey.questions", wire.questions, &mut violations);
     let triggers = triggers("survey.triggers", wire.triggers, &mut violations);
     let channel = violations.check(channel("survey.channel", wire.channel));
     let purpose = violations.check(purpose("survey.consent_purpose", &wire.consent_purpose));
-    let period = violations.check(seconds("survey.minimum_period", wire.minimum_period.as_ref()));
+    let period = violations.check(seconds(
+        "survey.minimum_period",
+        wire.minimum_period.as_ref(),
+    ));
     let follow_up = violations.check(seconds("survey.follow_up_due", wire.follow_up_due.as_ref()));
     violations.finish()?;
     Ok(Survey {
@@ -301,16 +352,21 @@ fn answer_to_proto(answer: &Answer) -> pb::Answer {
 
 fn profile_ref(profile_id: &str) -> Option<cairn_contract::common::v1::CustomerRef> {
     Some(cairn_contract::common::v1::CustomerRef {
-        customer: Some(cairn_contract::common::v1::customer_ref::Customer::ProfileId(
-            profile_id.to_string(),
-        )),
+        customer: Some(
+            cairn_contract::common::v1::customer_ref::Customer::ProfileId(profile_id.to_string()),
+        ),
     })
 }
 
 fn strings(value: &serde_json::Value) -> Vec<String> {
     value
         .as_array()
-        .map(|items| items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -359,8 +415,13 @@ pub fn ticket_to_proto(view: &TicketView) -> pb::Ticket {
         })
     };
     let resolved = row.resolve_time.is_some()
-        && crate::domain::ticket::TicketStatus::from_number(row.status)
-            .is_some_and(|s| matches!(s, crate::domain::ticket::TicketStatus::Resolved | crate::domain::ticket::TicketStatus::Closed));
+        && crate::domain::ticket::TicketStatus::from_number(row.status).is_some_and(|s| {
+            matches!(
+                s,
+                crate::domain::ticket::TicketStatus::Resolved
+                    | crate::domain::ticket::TicketStatus::Closed
+            )
+        });
     pb::Ticket {
         ticket_id: row.id.clone(),
         external_id: row.external_id.clone().unwrap_or_default(),
@@ -397,7 +458,11 @@ pub fn ticket_to_proto(view: &TicketView) -> pb::Ticket {
             .collect(),
         create_time: Some(timestamp_to_proto(row.create_time)),
         first_response: since_open(row.first_response_time),
-        resolution: if resolved { since_open(row.resolve_time) } else { None },
+        resolution: if resolved {
+            since_open(row.resolve_time)
+        } else {
+            None
+        },
         first_contact_resolution: crate::domain::ticket::first_contact_resolution(
             resolved,
             row.reopened,

@@ -28,8 +28,8 @@ use crate::invitations::{InvitationRequest, Inviter};
 use crate::peers::ProfileDirectory;
 use crate::storage::entity::{churn, comment, response, ticket, ticket_contact};
 use crate::storage::{
-    CommentFilter, FeedbackStore, NewComment, NewResponse, NewTicket, QueueFilter,
-    ResponseFilter, TicketChanges, TicketFilter,
+    CommentFilter, FeedbackStore, NewComment, NewResponse, NewTicket, QueueFilter, ResponseFilter,
+    TicketChanges, TicketFilter,
 };
 use convert::{MAX_KEY_BYTES, MAX_LABEL_BYTES, MAX_LANGUAGE_BYTES, MAX_NOTE_BYTES, bounded, key};
 
@@ -122,7 +122,10 @@ fn required<T>(field: &str, value: Option<T>) -> Result<T> {
 
 fn not_future(field: &str, time: DateTime<Utc>) -> Result<DateTime<Utc>> {
     if time > Utc::now() + MAX_FUTURE_SKEW {
-        Err(Error::invalid(field, "more than 5 minutes in the future; check the sender's clock"))
+        Err(Error::invalid(
+            field,
+            "more than 5 minutes in the future; check the sender's clock",
+        ))
     } else {
         Ok(time)
     }
@@ -133,7 +136,8 @@ fn checked<T>(value: Option<T>) -> Result<T> {
 }
 
 fn next_token(next: Option<String>) -> String {
-    next.map(|position| encode_token(&position)).unwrap_or_default()
+    next.map(|position| encode_token(&position))
+        .unwrap_or_default()
 }
 
 fn channel_name(raw: i32) -> String {
@@ -148,7 +152,10 @@ fn bucket(raw: i32) -> Result<Bucket> {
         Ok(pb::Bucket::Day) => Ok(Bucket::Day),
         Ok(pb::Bucket::Week) => Ok(Bucket::Week),
         Ok(pb::Bucket::Month) => Ok(Bucket::Month),
-        Err(_) => Err(Error::invalid("bucket", format!("{raw} is not a Bucket value"))),
+        Err(_) => Err(Error::invalid(
+            "bucket",
+            format!("{raw} is not a Bucket value"),
+        )),
     }
 }
 
@@ -156,7 +163,10 @@ fn priority(field: &str, raw: i32) -> Result<i32> {
     match pb::TicketPriority::try_from(raw) {
         Ok(pb::TicketPriority::Unspecified) => Ok(pb::TicketPriority::Normal as i32),
         Ok(priority) => Ok(priority as i32),
-        Err(_) => Err(Error::invalid(field, format!("{raw} is not a TicketPriority value"))),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{raw} is not a TicketPriority value"),
+        )),
     }
 }
 
@@ -183,7 +193,10 @@ fn language(field: &str, raw: &str) -> Result<String> {
 fn mask_paths(mask: Option<prost_types::FieldMask>) -> Result<Vec<String>> {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
-        return Err(Error::invalid("update_mask", "required: the fields to change"));
+        return Err(Error::invalid(
+            "update_mask",
+            "required: the fields to change",
+        ));
     }
     Ok(paths)
 }
@@ -230,9 +243,12 @@ impl FeedbackService for FeedbackApi {
                 pb::Breakdown::Unspecified => vec![String::new()],
                 pb::Breakdown::Channel => vec![channel_name(fact.channel)],
                 pb::Breakdown::Segment => or_none(fact.segments.clone()),
-                pb::Breakdown::JourneyStage => {
-                    or_none([fact.stage.clone()].into_iter().filter(|s| !s.is_empty()).collect())
-                }
+                pb::Breakdown::JourneyStage => or_none(
+                    [fact.stage.clone()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                ),
                 pb::Breakdown::Survey => vec![fact.survey_id.clone()],
                 pb::Breakdown::Agent => vec![],
             }
@@ -351,7 +367,9 @@ impl FeedbackService for FeedbackApi {
                     .filter(|v| {
                         paths.iter().any(|p| {
                             let top = v.field.trim_start_matches("survey.");
-                            top == p || top.starts_with(&format!("{p}[")) || top.starts_with(&format!("{p}."))
+                            top == p
+                                || top.starts_with(&format!("{p}["))
+                                || top.starts_with(&format!("{p}."))
                         })
                     })
                     .collect();
@@ -366,7 +384,9 @@ impl FeedbackService for FeedbackApi {
                         "questions" => fallback.questions = wire.questions.clone(),
                         "triggers" => fallback.triggers = wire.triggers.clone(),
                         "channel" => fallback.channel = wire.channel,
-                        "consent_purpose" => fallback.consent_purpose = wire.consent_purpose.clone(),
+                        "consent_purpose" => {
+                            fallback.consent_purpose = wire.consent_purpose.clone()
+                        }
                         "minimum_period" => fallback.minimum_period = wire.minimum_period,
                         "global_period" => fallback.global_period = wire.global_period,
                         "follow_up_due" => fallback.follow_up_due = wire.follow_up_due,
@@ -452,7 +472,11 @@ impl FeedbackService for FeedbackApi {
         let customer =
             violations.check(CustomerReference::from_proto("customer", request.customer));
         let request_key = violations.check(key("request_id", &request.request_id));
-        violations.check(bounded("touchpoint_id", &request.touchpoint_id, MAX_KEY_BYTES));
+        violations.check(bounded(
+            "touchpoint_id",
+            &request.touchpoint_id,
+            MAX_KEY_BYTES,
+        ));
         violations.finish()?;
         let survey = self.inviter.survey(&request.survey_id).await?;
         let profile_id = self.profiles.find("customer", &checked(customer)?).await?;
@@ -496,7 +520,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         if request.request_id.is_empty() {
-            violations.add("request_id", "required: a repeated submission with it counts once");
+            violations.add(
+                "request_id",
+                "required: a repeated submission with it counts once",
+            );
         }
         violations.check(key("request_id", &request.request_id));
         let Some(wire) = request.response else {
@@ -514,11 +541,20 @@ impl FeedbackService for FeedbackApi {
         let answered_on = if wire.channel == 0 {
             None
         } else {
-            violations.check(channel("response.channel", wire.channel)).map(|c| c as i32)
+            violations
+                .check(channel("response.channel", wire.channel))
+                .map(|c| c as i32)
         };
-        violations.check(bounded("response.journey_stage", &wire.journey_stage, MAX_STAGE_BYTES));
+        violations.check(bounded(
+            "response.journey_stage",
+            &wire.journey_stage,
+            MAX_STAGE_BYTES,
+        ));
         if !wire.invitation_id.is_empty() && Uuid::parse_str(&wire.invitation_id).is_err() {
-            violations.add("response.invitation_id", "an invitation id (UUID) from InviteToSurvey");
+            violations.add(
+                "response.invitation_id",
+                "an invitation id (UUID) from InviteToSurvey",
+            );
         }
         violations.finish()?;
         if let Some(stored) = self.store.response_by_request(&request.request_id).await? {
@@ -659,9 +695,9 @@ impl FeedbackService for FeedbackApi {
         if !request.survey_id.is_empty() && Uuid::parse_str(&request.survey_id).is_err() {
             violations.add("survey_id", "a survey id (UUID)");
         }
-        let customer = request.customer.map(|c| {
-            violations.check(CustomerReference::from_proto("customer", Some(c)))
-        });
+        let customer = request
+            .customer
+            .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
@@ -695,7 +731,10 @@ impl FeedbackService for FeedbackApi {
         let mut violations = Violations::new();
         let source = match pb::CommentSource::try_from(wire.source) {
             Ok(pb::CommentSource::Unspecified) | Err(_) => {
-                violations.add("comment.source", "required: one of the CommentSource values");
+                violations.add(
+                    "comment.source",
+                    "required: one of the CommentSource values",
+                );
                 None
             }
             Ok(source) => Some(source),
@@ -708,7 +747,10 @@ impl FeedbackService for FeedbackApi {
         }
         violations.check(bounded("comment.text", &wire.text, MAX_TEXT_BYTES));
         if !(0..=5).contains(&wire.rating) {
-            violations.add("comment.rating", format!("between 1 and 5, or 0 for none; got {}", wire.rating));
+            violations.add(
+                "comment.rating",
+                format!("between 1 and 5, or 0 for none; got {}", wire.rating),
+            );
         }
         let language = violations.check(language("comment.language", &wire.language));
         let customer = wire
@@ -750,9 +792,9 @@ impl FeedbackService for FeedbackApi {
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let customer = request.customer.map(|c| {
-            violations.check(CustomerReference::from_proto("customer", Some(c)))
-        });
+        let customer = request
+            .customer
+            .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
@@ -784,22 +826,32 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let wire = required("ticket", request.ticket)?;
         let mut violations = Violations::new();
-        let customer =
-            violations.check(CustomerReference::from_proto("ticket.customer", wire.customer));
+        let customer = violations.check(CustomerReference::from_proto(
+            "ticket.customer",
+            wire.customer,
+        ));
         let opened_on = violations.check(channel("ticket.channel", wire.channel));
         let external_id = violations.check(key("ticket.external_id", &wire.external_id));
         let request_id = violations.check(key("request_id", &request.request_id));
         violations.check(bounded("ticket.category", &wire.category, 128));
         let priority = violations.check(priority("ticket.priority", wire.priority));
         violations.check(bounded("ticket.severity", &wire.severity, 64));
-        violations.check(bounded("ticket.description", &wire.description, MAX_NOTE_BYTES));
+        violations.check(bounded(
+            "ticket.description",
+            &wire.description,
+            MAX_NOTE_BYTES,
+        ));
         let initial = if wire.status == 0 {
             Some(TicketStatus::Acknowledged)
         } else {
             violations.check(status("ticket.status", wire.status))
         };
         let language = violations.check(language("ticket.language", &wire.language));
-        let skills = skills("ticket.required_skills", &wire.required_skills, &mut violations);
+        let skills = skills(
+            "ticket.required_skills",
+            &wire.required_skills,
+            &mut violations,
+        );
         let due_time = wire
             .due_time
             .as_ref()
@@ -863,9 +915,9 @@ impl FeedbackService for FeedbackApi {
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let customer = request.customer.map(|c| {
-            violations.check(CustomerReference::from_proto("customer", Some(c)))
-        });
+        let customer = request
+            .customer
+            .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let statuses: Vec<i32> = request
             .statuses
             .iter()
@@ -879,7 +931,9 @@ impl FeedbackService for FeedbackApi {
         let channel_filter = if request.channel == 0 {
             None
         } else {
-            violations.check(channel("channel", request.channel)).map(|c| c as i32)
+            violations
+                .check(channel("channel", request.channel))
+                .map(|c| c as i32)
         };
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
@@ -1028,7 +1082,9 @@ impl FeedbackService for FeedbackApi {
             .languages
             .iter()
             .enumerate()
-            .filter_map(|(index, raw)| violations.check(language(&format!("languages[{index}]"), raw)))
+            .filter_map(|(index, raw)| {
+                violations.check(language(&format!("languages[{index}]"), raw))
+            })
             .collect();
         let skills = skills("skills", &request.skills, &mut violations);
         violations.finish()?;
@@ -1043,7 +1099,12 @@ impl FeedbackService for FeedbackApi {
                 },
             )
             .await?
-            .ok_or_else(|| Error::not_found("ticket", "waiting for this agent's channels, languages and skills"))?;
+            .ok_or_else(|| {
+                Error::not_found(
+                    "ticket",
+                    "waiting for this agent's channels, languages and skills",
+                )
+            })?;
         Ok(Response::new(pb::ClaimNextTicketResponse {
             ticket: Some(convert::ticket_to_proto(&claimed)),
         }))
@@ -1089,7 +1150,10 @@ impl FeedbackService for FeedbackApi {
             0 => 20,
             1..=100 => request.limit as usize,
             other => {
-                violations.add("limit", format!("between 1 and 100, or 0 for 20; got {other}"));
+                violations.add(
+                    "limit",
+                    format!("between 1 and 100, or 0 for 20; got {other}"),
+                );
                 0
             }
         };
@@ -1123,12 +1187,20 @@ impl FeedbackService for FeedbackApi {
         trends.sort_by(|a, b| {
             b.growth
                 .total_cmp(&a.growth)
-                .then_with(|| b.volume.iter().sum::<i64>().cmp(&a.volume.iter().sum::<i64>()))
+                .then_with(|| {
+                    b.volume
+                        .iter()
+                        .sum::<i64>()
+                        .cmp(&a.volume.iter().sum::<i64>())
+                })
                 .then_with(|| a.theme.cmp(&b.theme))
         });
         trends.truncate(limit);
         for trend in &mut trends {
-            trend.examples = self.store.theme_examples(&trend.theme, start, end, 3).await?;
+            trend.examples = self
+                .store
+                .theme_examples(&trend.theme, start, end, 3)
+                .await?;
         }
         Ok(Response::new(pb::ListTrendsResponse { trends }))
     }
@@ -1199,7 +1271,11 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         violations.finish()?;
         let voter = match customer.flatten() {
-            Some(customer) => self.profiles.resolve("customer", &customer).await?.to_string(),
+            Some(customer) => self
+                .profiles
+                .resolve("customer", &customer)
+                .await?
+                .to_string(),
             None => Uuid::now_v7().to_string(),
         };
         let text = request.text.trim();
@@ -1325,8 +1401,16 @@ impl FeedbackService for FeedbackApi {
         let profile_id = self.profiles.find("customer", &customer).await?;
         let held = self.store.export(&profile_id.to_string()).await?;
         Ok(Response::new(pb::ExportCustomerFeedbackResponse {
-            responses: held.responses.iter().map(convert::response_to_proto).collect(),
-            comments: held.comments.iter().map(convert::comment_to_proto).collect(),
+            responses: held
+                .responses
+                .iter()
+                .map(convert::response_to_proto)
+                .collect(),
+            comments: held
+                .comments
+                .iter()
+                .map(convert::comment_to_proto)
+                .collect(),
             tickets: held.tickets.iter().map(convert::ticket_to_proto).collect(),
         }))
     }

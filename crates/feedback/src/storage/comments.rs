@@ -10,9 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{
-    churn, comment, comment_theme, feature_request, feature_vote, journey_stage,
-};
+use super::entity::{churn, comment, comment_theme, feature_request, feature_vote, journey_stage};
 use super::{FeedbackStore, is_unique_violation, parse_position, position, string_list};
 use crate::domain::text::Signature;
 
@@ -182,8 +180,10 @@ impl FeedbackStore {
         if let Some(end) = end {
             query = query.filter(churn::Column::ChurnTime.lt(end));
         }
-        let mut counts: std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>)> =
-            Default::default();
+        let mut counts: std::collections::BTreeMap<
+            String,
+            (String, std::collections::BTreeSet<String>),
+        > = Default::default();
         for row in query.all(&self.db).await? {
             let reason = row.reason.trim();
             let reason = if reason.is_empty() { "unknown" } else { reason };
@@ -250,23 +250,22 @@ impl FeedbackStore {
                 (row, false)
             }
         };
-        let voted = feature_vote::Entity::insert(feature_vote::ActiveModel::from(
-            feature_vote::Model {
+        let voted =
+            feature_vote::Entity::insert(feature_vote::ActiveModel::from(feature_vote::Model {
                 feature_request_id: request.id.clone(),
                 voter,
                 vote_time: now,
-            },
-        ))
-        .on_conflict(
-            OnConflict::columns([
-                feature_vote::Column::FeatureRequestId,
-                feature_vote::Column::Voter,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(&transaction)
-        .await?;
+            }))
+            .on_conflict(
+                OnConflict::columns([
+                    feature_vote::Column::FeatureRequestId,
+                    feature_vote::Column::Voter,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&transaction)
+            .await?;
         if voted == 1 {
             feature_request::Entity::update_many()
                 .col_expr(
@@ -327,7 +326,10 @@ impl FeedbackStore {
         }))
         .on_conflict(
             OnConflict::column(journey_stage::Column::ProfileId)
-                .update_columns([journey_stage::Column::Stage, journey_stage::Column::UpdateTime])
+                .update_columns([
+                    journey_stage::Column::Stage,
+                    journey_stage::Column::UpdateTime,
+                ])
                 .to_owned(),
         )
         .exec_without_returning(&transaction)
@@ -353,5 +355,4 @@ impl FeedbackStore {
         transaction.commit().await?;
         Ok(first)
     }
-
 }

@@ -8,8 +8,8 @@ use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -100,7 +100,11 @@ fn to_survey(row: survey::Model) -> Result<Survey> {
 
 impl FeedbackStore {
     /// Stores a new survey; a retry with the same `request_id` returns the first.
-    pub async fn create_survey(&self, survey: Survey, request_id: Option<String>) -> Result<Survey> {
+    pub async fn create_survey(
+        &self,
+        survey: Survey,
+        request_id: Option<String>,
+    ) -> Result<Survey> {
         if let Some(key) = &request_id
             && let Some(row) = survey::Entity::find()
                 .filter(survey::Column::RequestId.eq(key.clone()))
@@ -110,7 +114,10 @@ impl FeedbackStore {
             return to_survey(row);
         }
         let row = survey_row(&survey, request_id.clone())?;
-        match survey::Entity::insert(row).exec_without_returning(&self.db).await {
+        match survey::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+        {
             Ok(_) => Ok(survey),
             Err(error) if is_unique_violation(&error) => {
                 let key = request_id.unwrap_or_default();
@@ -246,12 +253,9 @@ impl FeedbackStore {
     ) -> Result<invitation::Model> {
         let inserted = invitation::Entity::insert(invitation::ActiveModel::from(row.clone()))
             .on_conflict(
-                OnConflict::columns([
-                    invitation::Column::SurveyId,
-                    invitation::Column::RequestKey,
-                ])
-                .do_nothing()
-                .to_owned(),
+                OnConflict::columns([invitation::Column::SurveyId, invitation::Column::RequestKey])
+                    .do_nothing()
+                    .to_owned(),
             )
             .exec_without_returning(connection)
             .await?;
@@ -319,7 +323,9 @@ impl FeedbackStore {
         };
         if !budget.granted {
             transaction.rollback().await?;
-            return self.refuse(survey, new, refused_budget, budget.detail).await;
+            return self
+                .refuse(survey, new, refused_budget, budget.detail)
+                .await;
         }
         let row = invitation::Model {
             id: new.id.to_string(),

@@ -7,8 +7,8 @@ use cairn_runtime::outbox;
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -91,7 +91,10 @@ fn status_of(row: &ticket::Model) -> Result<TicketStatus> {
 }
 
 /// The `feedback.ticket_changed` event of `row` after a change from `previous`.
-fn changed_event(row: &ticket::Model, previous: Option<TicketStatus>) -> Result<cairn_contract::events::v1::ChangeEvent> {
+fn changed_event(
+    row: &ticket::Model,
+    previous: Option<TicketStatus>,
+) -> Result<cairn_contract::events::v1::ChangeEvent> {
     let status = status_of(row)?;
     Ok(outbox::event(
         SOURCE,
@@ -130,7 +133,11 @@ async fn add_history(
     Ok(())
 }
 
-async fn set_skills(transaction: &DatabaseTransaction, ticket_id: &str, skills: &[String]) -> Result<()> {
+async fn set_skills(
+    transaction: &DatabaseTransaction,
+    ticket_id: &str,
+    skills: &[String],
+) -> Result<()> {
     ticket_skill::Entity::delete_many()
         .filter(ticket_skill::Column::TicketId.eq(ticket_id))
         .exec(transaction)
@@ -408,7 +415,10 @@ impl FeedbackStore {
         .exec_without_returning(&transaction)
         .await?;
         if contact.outbound {
-            if row.first_response_time.is_none_or(|first| contact.contact_time < first) {
+            if row
+                .first_response_time
+                .is_none_or(|first| contact.contact_time < first)
+            {
                 row.first_response_time = Some(contact.contact_time);
             }
         } else {

@@ -41,7 +41,12 @@ fn optional_key(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).string_len(200).null().to_owned()
 }
 
-fn index(name: &str, table: &'static str, columns: &[&'static str], unique: bool) -> IndexCreateStatement {
+fn index(
+    name: &str,
+    table: &'static str,
+    columns: &[&'static str],
+    unique: bool,
+) -> IndexCreateStatement {
     let mut index = Index::create();
     index.name(name).table(table);
     for column in columns {
@@ -87,7 +92,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new("definition").json_binary().not_null())
                     .col(ColumnDef::new("channel").integer().not_null())
                     .col(text("consent_purpose"))
-                    .col(ColumnDef::new("minimum_period_seconds").big_integer().not_null())
+                    .col(
+                        ColumnDef::new("minimum_period_seconds")
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new("global_period").boolean().not_null())
                     .col(ColumnDef::new("closed").boolean().not_null())
                     .col(optional_key("request_id").unique_key())
