@@ -405,6 +405,50 @@ pub fn identifier(
     }
 }
 
+/// A customer reference by `identifier`.
+pub fn by_identifier(
+    identifier: cairn_contract::common::v1::Identifier,
+) -> cairn_contract::common::v1::CustomerRef {
+    cairn_contract::common::v1::CustomerRef {
+        customer: Some(cairn_contract::common::v1::customer_ref::Customer::Identifier(identifier)),
+    }
+}
+
+/// A touchpoint `id` of `who` on `channel`, of `kind`, that happened
+/// `minutes_ago`, with string `properties`.
+pub fn touchpoint(
+    id: &str,
+    who: cairn_contract::common::v1::Identifier,
+    channel: cairn_contract::common::v1::Channel,
+    kind: cairn_contract::journey::v1::TouchpointType,
+    minutes_ago: u64,
+    properties: &[(&str, &str)],
+) -> cairn_contract::journey::v1::Touchpoint {
+    cairn_contract::journey::v1::Touchpoint {
+        touchpoint_id: id.into(),
+        customer: Some(by_identifier(who)),
+        channel: channel as i32,
+        r#type: kind as i32,
+        occurred_at: Some(prost_types::Timestamp::from(
+            std::time::SystemTime::now() - Duration::from_secs(minutes_ago * 60),
+        )),
+        properties: properties
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    cairn_contract::common::v1::Value {
+                        kind: Some(cairn_contract::common::v1::value::Kind::StringValue(
+                            value.to_string(),
+                        )),
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Deletes every Redis key under `prefix` (best effort: a leftover is harmless).
 pub async fn delete_redis_prefix(prefix: &str) {
     let Ok(client) = redis::Client::open(redis_url()) else {

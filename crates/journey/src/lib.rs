@@ -26,7 +26,9 @@ use cairn_runtime::{Result, ServiceKind, Settings, peer, storage as db};
 use tonic::service::Routes;
 
 use crate::storage::TouchpointStore;
+use crate::storage::journeys::JourneyStore;
 use crate::storage::migration::Migrator;
+use crate::storage::sessions::SessionStore;
 
 /// Applies the journey service's migrations to its database.
 pub async fn migrate(settings: &Settings) -> Result<()> {
@@ -47,7 +49,14 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("journey_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
-    let store = TouchpointStore::new(db.clone(), outbox, Inbox::new("journey_inbox"));
+    let journeys = JourneyStore::new(db.clone(), outbox.clone());
+    journeys.seed(&domain::definition::built_in()).await?;
+    let store = TouchpointStore::new(
+        db.clone(),
+        outbox,
+        Inbox::new("journey_inbox"),
+        journeys.clone(),
+    );
     spawn_consumer(
         shared.bus.clone(),
         ConsumerOptions::new("journey"),
@@ -60,7 +69,23 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         credentials,
         settings.peer_deadline(),
     )?);
-    let api = grpc::JourneyApi::new(store, profiles);
+    let sessions = SessionStore::new(
+        shared.state.clone(),
+        std::time::Duration::from_secs(settings.session_idle_seconds.max(1)),
+    );
+    spawn_consumer(
+        shared.bus.clone(),
+        ConsumerOptions::new("journey-sessions"),
+        Arc::new(erasure::SessionFollower::new(sessions.clone())),
+        shared.shutdown.clone(),
+    );
+    let api = grpc::JourneyApi::new(
+        store,
+        profiles,
+        sessions,
+        shared.bus.clone(),
+        shared.shutdown.clone(),
+    );
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Journey,

@@ -102,3 +102,46 @@ fn peer_error(field: &str, status: tonic::Status) -> Error {
         _ => Error::from(status),
     }
 }
+
+impl ProfileDirectory {
+    /// The `profile` variable of journey conditions for `profile_id`: its
+    /// attributes and segments, fetched only when some condition reads them.
+    pub async fn rule_variable(&self, profile_id: Uuid) -> Result<serde_json::Value> {
+        let customer = CustomerReference::ProfileId(profile_id).to_proto();
+        let profile = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::GetProfileRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.get_profile(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?
+        .into_inner()
+        .profile
+        .unwrap_or_default();
+        let segments = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::ListProfileSegmentsRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.list_profile_segments(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?
+        .into_inner()
+        .segment_ids;
+        let mut attributes = serde_json::Map::new();
+        for (name, value) in profile.attributes {
+            if let Ok(value) = cairn_runtime::common::TypedValue::from_proto(&name, value) {
+                attributes.insert(name, value.to_rule_value());
+            }
+        }
+        Ok(serde_json::json!({ "attributes": attributes, "segments": segments }))
+    }
+}
+
+/// The `profile` variable when no condition reads it.
+pub fn empty_rule_variable() -> serde_json::Value {
+    serde_json::json!({ "attributes": {}, "segments": [] })
+}

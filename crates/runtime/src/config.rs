@@ -145,6 +145,20 @@ pub struct Settings {
     )]
     pub merge_max_identifiers_per_kind: usize,
 
+    /// How long a customer's cross-channel session lives without activity,
+    /// in seconds; any change or resume starts the wait again.
+    #[arg(long, env = "CAIRN_SESSION_IDLE_SECONDS", default_value_t = 1800)]
+    pub session_idle_seconds: u64,
+    /// How often each journey replica looks for positions whose deadline
+    /// passed (abandonment, inactivity) and for re-engagements to retry, in
+    /// milliseconds.
+    #[arg(long, env = "CAIRN_DEADLINE_POLL_MS", default_value_t = 1000)]
+    pub deadline_poll_ms: u64,
+    /// First wait before a failed re-engagement (recommendation unavailable)
+    /// is tried again, in milliseconds; it doubles with each attempt, up to an hour.
+    #[arg(long, env = "CAIRN_REENGAGEMENT_RETRY_MS", default_value_t = 30_000)]
+    pub reengagement_retry_ms: u64,
+
     /// Region (ISO 3166 alpha-2, for example `SE`) of phone numbers written
     /// without a country code; unset means such numbers are refused.
     #[arg(long, env = "CAIRN_DEFAULT_PHONE_REGION")]

@@ -99,6 +99,21 @@ impl Error {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())
     }
+
+    /// The error with its field paths placed under `parent` (`stages[0]`
+    /// becomes `definition.stages[0]`), so that a check written for a part
+    /// names the field as the caller sent it.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            Self::InvalidArgument(violations) => Self::InvalidArgument(
+                violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(format!("{parent}.{}", v.field), v.description))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }
 
 /// Collects field violations while a request is checked, so that a caller
@@ -194,6 +209,18 @@ impl From<redis::RedisError> for Error {
             Error::Unavailable("the shared state store is not reachable now; retry later".into())
         } else {
             Error::Internal(format!("redis: {error}"))
+        }
+    }
+}
+
+impl From<cairn_state::StateError> for Error {
+    fn from(error: cairn_state::StateError) -> Self {
+        match error {
+            cairn_state::StateError::Unavailable(detail) => {
+                tracing::warn!(%detail, "state store unavailable");
+                Self::Unavailable("the session store is unavailable; retry shortly".into())
+            }
+            cairn_state::StateError::Failed(detail) => Self::Internal(detail),
         }
     }
 }

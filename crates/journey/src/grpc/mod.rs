@@ -1,6 +1,9 @@
 //! The gRPC face of the journey service.
 
 pub mod convert;
+pub mod definitions;
+pub mod sessions;
+pub mod watch;
 
 use cairn_contract::journey::v1 as pb;
 use cairn_contract::journey::v1::journey_service_server::JourneyService;
@@ -27,13 +30,34 @@ pub fn scopes() -> ScopeTable {
 pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
+    sessions: crate::storage::sessions::SessionStore,
+    bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl JourneyApi {
-    /// Handlers over `store`, resolving customers through `profiles`.
-    pub fn new(store: TouchpointStore, profiles: ProfileDirectory) -> Self {
-        Self { store, profiles }
+    /// Handlers over `store`, resolving customers through `profiles`;
+    /// watches follow `bus` until `shutdown`.
+    pub fn new(
+        store: TouchpointStore,
+        profiles: ProfileDirectory,
+        sessions: crate::storage::sessions::SessionStore,
+        bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            profiles,
+            sessions,
+            bus,
+            shutdown,
+        }
     }
+}
+
+/// Answers a handler's result on the wire, mapping domain errors in one place.
+fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 /// What became of one touchpoint of a batch or a stream.
@@ -90,8 +114,15 @@ impl JourneyApi {
             .profiles
             .resolve(&format!("{field}.customer"), &incoming.customer)
             .await?;
+        let journeys = self.store.journeys();
+        let heads = journeys.heads(journeys.database(), true).await?;
+        let profile = if heads.iter().any(|journey| journey.reads_profile()) {
+            self.profiles.rule_variable(profile_id).await?
+        } else {
+            crate::profiles::empty_rule_variable()
+        };
         self.store
-            .record(incoming.into_touchpoint(profile_id))
+            .record(incoming.into_touchpoint(profile_id), &heads, profile)
             .await
     }
 }
@@ -198,6 +229,97 @@ impl JourneyService for JourneyApi {
                 .map(|position| encode_token(&position))
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn create_journey_definition(
+        &self,
+        request: Request<pb::CreateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::CreateJourneyDefinitionResponse>, Status> {
+        answer(self.create_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_definition(
+        &self,
+        request: Request<pb::GetJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::GetJourneyDefinitionResponse>, Status> {
+        answer(self.get_definition(request.into_inner()).await)
+    }
+
+    async fn list_journey_definitions(
+        &self,
+        request: Request<pb::ListJourneyDefinitionsRequest>,
+    ) -> Result<Response<pb::ListJourneyDefinitionsResponse>, Status> {
+        answer(self.list_definitions(request.into_inner()).await)
+    }
+
+    async fn update_journey_definition(
+        &self,
+        request: Request<pb::UpdateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::UpdateJourneyDefinitionResponse>, Status> {
+        answer(self.update_definition(request.into_inner()).await)
+    }
+
+    async fn archive_journey_definition(
+        &self,
+        request: Request<pb::ArchiveJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ArchiveJourneyDefinitionResponse>, Status> {
+        answer(self.archive_definition(request.into_inner()).await)
+    }
+
+    async fn validate_journey_definition(
+        &self,
+        request: Request<pb::ValidateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ValidateJourneyDefinitionResponse>, Status> {
+        answer(self.validate_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_state(
+        &self,
+        request: Request<pb::GetJourneyStateRequest>,
+    ) -> Result<Response<pb::GetJourneyStateResponse>, Status> {
+        answer(self.get_state(request.into_inner()).await)
+    }
+
+    async fn list_journey_states(
+        &self,
+        request: Request<pb::ListJourneyStatesRequest>,
+    ) -> Result<Response<pb::ListJourneyStatesResponse>, Status> {
+        answer(self.list_states(request.into_inner()).await)
+    }
+
+    async fn watch_transitions(
+        &self,
+        request: Request<pb::WatchTransitionsRequest>,
+    ) -> Result<Response<watch::TransitionStream>, Status> {
+        answer(self.watch(request.into_inner()).await)
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        answer(self.get_session_of(request.into_inner()).await)
+    }
+
+    async fn resume_session(
+        &self,
+        request: Request<pb::ResumeSessionRequest>,
+    ) -> Result<Response<pb::ResumeSessionResponse>, Status> {
+        answer(self.resume_session_of(request.into_inner()).await)
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        answer(self.update_session_of(request.into_inner()).await)
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        answer(self.end_session_of(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(

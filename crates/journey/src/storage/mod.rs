@@ -1,6 +1,8 @@
 //! The journey service's storage: touchpoints, durable before a call returns.
 
+pub mod journeys;
 pub mod migration;
+pub mod sessions;
 
 use cairn_contract::events::v1::TouchpointRecorded;
 use cairn_contract::events::v1::change_event::Payload;
@@ -12,7 +14,9 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set, TransactionTrait};
 
+use crate::domain::progress::{RuleVariables, Transition};
 use crate::domain::{Properties, Touchpoint, TouchpointKind};
+use journeys::JourneyStore;
 
 const SOURCE: &str = "journey";
 
@@ -69,12 +73,28 @@ pub struct TouchpointStore {
     db: DatabaseConnection,
     outbox: Outbox,
     inbox: Inbox,
+    journeys: JourneyStore,
 }
 
 impl TouchpointStore {
-    /// A store on `db`.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, inbox: Inbox) -> Self {
-        Self { db, outbox, inbox }
+    /// A store on `db`; touchpoints move customers through `journeys`.
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        inbox: Inbox,
+        journeys: JourneyStore,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            inbox,
+            journeys,
+        }
+    }
+
+    /// The journeys touchpoints move customers through.
+    pub fn journeys(&self) -> &JourneyStore {
+        &self.journeys
     }
 
     /// The stored touchpoint `id`, if any.
@@ -86,10 +106,17 @@ impl TouchpointStore {
             .transpose()
     }
 
-    /// Stores `touchpoint` with its `journey.touchpoint_recorded` event.
-    /// Returns the stored touchpoint and whether it was already there (then
-    /// nothing changed and no event is published).
-    pub async fn record(&self, touchpoint: Touchpoint) -> Result<(Touchpoint, bool)> {
+    /// Stores `touchpoint` with its `journey.touchpoint_recorded` event and
+    /// moves the customer through the journeys `heads` (latest versions) in
+    /// the same transaction; `profile` is the `profile` variable of the
+    /// journeys' conditions. Returns the stored touchpoint and whether it was
+    /// already there (then nothing changed and no event is published).
+    pub async fn record(
+        &self,
+        touchpoint: Touchpoint,
+        heads: &[std::sync::Arc<crate::domain::definition::JourneyDefinition>],
+        profile: serde_json::Value,
+    ) -> Result<(Touchpoint, bool)> {
         let transaction = self.db.begin().await?;
         let insert = touchpoint::Entity::insert(touchpoint::ActiveModel {
             id: Set(touchpoint.id.clone()),
@@ -127,6 +154,25 @@ impl TouchpointStore {
             }),
         );
         self.outbox.enqueue(&transaction, &event).await?;
+        let mut variables = RuleVariables::new();
+        variables.insert(
+            "touchpoint".into(),
+            crate::domain::progress::touchpoint_variable(
+                &touchpoint,
+                &channel_name(touchpoint.channel),
+            ),
+        );
+        variables.insert("profile".into(), profile);
+        let _transitions: Vec<Transition> = self
+            .journeys
+            .progress(
+                &transaction,
+                heads,
+                &touchpoint.profile_id.to_string(),
+                &touchpoint,
+                &variables,
+            )
+            .await?;
         transaction.commit().await?;
         self.outbox.committed();
         Ok((touchpoint, false))
@@ -203,6 +249,9 @@ impl TouchpointStore {
             .filter(touchpoint::Column::CustomerId.eq(merged))
             .exec(&transaction)
             .await?;
+        self.journeys
+            .follow_merge(&transaction, survivor, merged)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -246,9 +295,17 @@ impl TouchpointStore {
             .exec(&transaction)
             .await?
             .rows_affected;
+        let deleted = deleted + self.journeys.erase(&transaction, profile_ids).await?;
         transaction.commit().await?;
         Ok(deleted)
     }
+}
+
+/// The contract's name of a channel ("CHANNEL_WEB"), as conditions see it.
+pub fn channel_name(channel: i32) -> String {
+    cairn_contract::common::v1::Channel::try_from(channel)
+        .map(|known| known.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("CHANNEL_{channel}"))
 }
 
 fn to_domain(row: touchpoint::Model) -> Result<Touchpoint> {
