@@ -91,6 +91,8 @@ async fn a_case_across_channels_with_history_fcr_and_events() {
         pb::Ticket {
             complaint: true,
             external_id: "TT-1001".into(),
+            decision_id: "decision-1".into(),
+            action_id: "upgrade-5g".into(),
             ..ticket(&anna, Channel::Chatbot, "Network")
         },
     )
@@ -199,6 +201,10 @@ async fn a_case_across_channels_with_history_fcr_and_events() {
         .iter()
         .filter_map(|event| match &event.payload {
             Some(Payload::TicketChanged(changed)) if changed.ticket_id == chat.ticket_id => {
+                assert_eq!(changed.decision_id, "decision-1");
+                assert_eq!(changed.action_id, "upgrade-5g");
+                assert_eq!(changed.channel, Channel::Chatbot as i32);
+                assert_eq!(event.profile_id, anna);
                 Some((changed.status.clone(), changed.open_complaint))
             }
             _ => None,

@@ -470,6 +470,8 @@ pub fn ticket_to_proto(view: &TicketView) -> pb::Ticket {
         ),
         assignee: row.assignee.clone(),
         profile_id: row.profile_id.clone(),
+        decision_id: row.decision_id.clone(),
+        action_id: row.action_id.clone(),
     }
 }
 

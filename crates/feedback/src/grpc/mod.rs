@@ -841,6 +841,8 @@ impl FeedbackService for FeedbackApi {
             &wire.description,
             MAX_NOTE_BYTES,
         ));
+        violations.check(bounded("ticket.decision_id", &wire.decision_id, 128));
+        violations.check(bounded("ticket.action_id", &wire.action_id, 128));
         let initial = if wire.status == 0 {
             Some(TicketStatus::Acknowledged)
         } else {
@@ -882,6 +884,8 @@ impl FeedbackService for FeedbackApi {
             segments: serde_json::json!(segments),
             inbound_contacts: 1,
             reopened: false,
+            decision_id: wire.decision_id,
+            action_id: wire.action_id,
             first_response_time: None,
             resolve_time: (initial == TicketStatus::Resolved || initial == TicketStatus::Closed)
                 .then_some(now),

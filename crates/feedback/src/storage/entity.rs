@@ -223,6 +223,10 @@ pub mod ticket {
         pub inbound_contacts: i32,
         /// Whether it was ever reopened after a resolution.
         pub reopened: bool,
+        /// The recommendation decision a complaint is about, or empty.
+        pub decision_id: String,
+        /// The action of that decision, or empty.
+        pub action_id: String,
         /// The first outbound contact.
         pub first_response_time: Option<DateTimeUtc>,
         /// The last resolution.

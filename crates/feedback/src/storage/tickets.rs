@@ -105,6 +105,8 @@ fn changed_event(
             status: status.tmf_name().to_string(),
             open_complaint: row.complaint && status.is_open(),
             category: row.category.clone(),
+            decision_id: row.decision_id.clone(),
+            action_id: row.action_id.clone(),
             complaint: row.complaint,
             previous_status: previous
                 .map(|s| s.tmf_name().to_string())

@@ -277,6 +277,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new("segments").json_binary().not_null())
                     .col(ColumnDef::new("inbound_contacts").integer().not_null())
                     .col(ColumnDef::new("reopened").boolean().not_null())
+                    .col(ColumnDef::new("decision_id").string_len(128).not_null())
+                    .col(ColumnDef::new("action_id").string_len(128).not_null())
                     .col(optional_time("first_response_time"))
                     .col(optional_time("resolve_time"))
                     .col(time("create_time"))
