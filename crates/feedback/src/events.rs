@@ -1,6 +1,7 @@
 //! What the feedback service does on other services' events: a journey
 //! touchpoint may trigger surveys, a stage change is remembered for KPIs by
-//! stage, and `profile.erased` deletes the person's feedback.
+//! stage, a profile merge moves the merged profile's feedback to the
+//! survivor, and `profile.erased` deletes the person's feedback.
 
 use cairn_contract::common::v1::Channel;
 use cairn_contract::events::v1::ChangeEvent;
@@ -106,6 +107,7 @@ impl EventHandler for FeedbackEvents {
             "journey.touchpoint_recorded".into(),
             "journey.stage_changed".into(),
             "profile.erased".into(),
+            "profile.merged".into(),
         ]
     }
 
@@ -116,6 +118,18 @@ impl EventHandler for FeedbackEvents {
                 self.store
                     .record_stage(&event.event_id, &event.profile_id, &changed.to_stage)
                     .await
+            }
+            Some(Payload::ProfileMerged(merged)) => {
+                let moved = self
+                    .store
+                    .follow_merge(
+                        &event.event_id,
+                        &event.profile_id,
+                        &merged.merged_profile_id,
+                    )
+                    .await?;
+                tracing::debug!(event_id = %event.event_id, moved, "feedback followed a profile merge");
+                Ok(())
             }
             Some(Payload::ProfileErased(erased)) => {
                 let mut profile_ids = vec![event.profile_id.clone()];

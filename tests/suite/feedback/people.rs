@@ -318,3 +318,55 @@ async fn a_persons_feedback_is_exported_and_erased() {
     assert_eq!(bo_export.responses.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn feedback_follows_a_profile_merge_into_the_export() {
+    use cairn_contract::profile::v1::MergeProfilesRequest;
+    let (app, _budget) = spawn_feedback().await;
+    let mut client = feedback(&app).await;
+    let survey_id = create_survey(&mut client, survey("merge")).await;
+    let anna = new_customer(&app, "crm-merge-anna").await;
+    let duplicate = new_customer(&app, "crm-merge-duplicate").await;
+    answer(
+        &mut client,
+        &survey_id,
+        &duplicate,
+        Channel::Web,
+        vec![score("nps", 9)],
+        "m-1",
+    )
+    .await
+    .unwrap();
+    app.profile()
+        .await
+        .merge_profiles(MergeProfilesRequest {
+            survivor_profile_id: anna.clone(),
+            merged_profile_id: duplicate,
+            reason: "agent confirmed".into(),
+        })
+        .await
+        .unwrap();
+    let export_client = client.clone();
+    let anna_for_check = anna.clone();
+    let export = eventually(
+        Duration::from_secs(15),
+        "the answer following the merge",
+        || {
+            let mut client = export_client.clone();
+            let anna = anna_for_check.clone();
+            async move {
+                let export = client
+                    .export_customer_feedback(pb::ExportCustomerFeedbackRequest {
+                        customer: customer(&anna),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (export.responses.len() == 1).then_some(export)
+            }
+        },
+    )
+    .await;
+    assert_eq!(export.responses[0].profile_id, anna);
+    app.stop().await;
+}

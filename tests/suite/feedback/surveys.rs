@@ -755,3 +755,133 @@ async fn a_refused_service_consent_stops_invitations() {
     let _ = Arc::clone(&budget);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn surveys_are_listed_and_changed_within_their_rules() {
+    let (app, _budget) = spawn_feedback().await;
+    let mut client = feedback(&app).await;
+    let anna = new_customer(&app, "crm-update").await;
+    let first = create_survey(&mut client, survey("first")).await;
+    let again = client
+        .create_survey(pb::CreateSurveyRequest {
+            survey: Some(survey("second")),
+            request_id: "create-second".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    let retried = client
+        .create_survey(pb::CreateSurveyRequest {
+            survey: Some(survey("second")),
+            request_id: "create-second".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    assert_eq!(
+        again.survey_id, retried.survey_id,
+        "a retried create returns the first"
+    );
+    let page = client
+        .list_surveys(pb::ListSurveysRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.surveys.len(), 1);
+    let rest = client
+        .list_surveys(pb::ListSurveysRequest {
+            page_size: 10,
+            page_token: page.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.surveys.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+
+    // A new name with a mask; other fields as they were.
+    let renamed = client
+        .update_survey(pb::UpdateSurveyRequest {
+            survey: Some(pb::Survey {
+                survey_id: first.clone(),
+                display_name: "renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    assert_eq!(renamed.display_name, "renamed");
+    assert_eq!(renamed.questions.len(), 4);
+
+    // Once answered, a question keeps its type.
+    answer(
+        &mut client,
+        &first,
+        &anna,
+        Channel::Email,
+        vec![score("nps", 9)],
+        "u-1",
+    )
+    .await
+    .unwrap();
+    let mut changed = survey("first");
+    changed.questions[0].r#type = pb::QuestionType::Csat as i32;
+    changed.survey_id = first.clone();
+    let status = client
+        .update_survey(pb::UpdateSurveyRequest {
+            survey: Some(changed),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["questions".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("survey.questions[0].type"),
+        "{}",
+        status.message()
+    );
+    // A bad value in the mask names its field; an unknown path is refused.
+    let status = client
+        .update_survey(pb::UpdateSurveyRequest {
+            survey: Some(pb::Survey {
+                survey_id: first.clone(),
+                channel: 0,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["channel".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "survey.channel");
+    let status = client
+        .update_survey(pb::UpdateSurveyRequest {
+            survey: Some(pb::Survey {
+                survey_id: first,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["closed".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "update_mask");
+    app.stop().await;
+}

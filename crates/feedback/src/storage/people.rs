@@ -49,6 +49,39 @@ impl FeedbackStore {
         })
     }
 
+    /// Moves what is held about `merged` to `survivor` after a profile
+    /// merge, once per event, so that a person's export and listings by
+    /// customer find it. An unmerge does not move it back: the answers of
+    /// the merged time stay with the survivor, as the profile service keeps
+    /// what was learned after a merge.
+    pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<u64> {
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+        let transaction = self.db.begin().await?;
+        if !self.inbox.first_delivery(&transaction, event_id).await? {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for table in [
+            "feedback_responses",
+            "feedback_comments",
+            "feedback_tickets",
+            "feedback_follow_ups",
+            "feedback_churn",
+            "feedback_invitations",
+        ] {
+            let update = Query::update()
+                .table(table)
+                .value("profile_id", survivor)
+                .and_where(Expr::col("profile_id").eq(merged))
+                .to_owned();
+            moved += sea_orm::ConnectionTrait::execute(&transaction, &update)
+                .await?
+                .rows_affected();
+        }
+        transaction.commit().await?;
+        Ok(moved)
+    }
+
     /// Deletes everything held about `profile_ids`, once per erasure event.
     /// Feature requests keep their vote counts (an aggregate) without the
     /// votes that name the person. Returns the rows deleted.
