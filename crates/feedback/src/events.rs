@@ -20,7 +20,10 @@ use crate::storage::FeedbackStore;
 /// The variables a trigger's condition may name.
 pub const TRIGGER_VARIABLES: &[&str] = &["touchpoint"];
 
-/// Handles touchpoints, stage changes and erasures.
+/// The touchpoint type of a ticket of this service being resolved.
+pub const TICKET_RESOLVED: &str = "ticket_resolved";
+
+/// Handles touchpoints, resolved tickets, stage changes, merges and erasures.
 pub struct FeedbackEvents {
     store: FeedbackStore,
     inviter: Inviter,
@@ -32,11 +35,9 @@ impl FeedbackEvents {
         Self { store, inviter }
     }
 
+    /// A journey touchpoint.
     async fn touchpoint(&self, event: &ChangeEvent) -> Result<()> {
         let Some(Payload::TouchpointRecorded(touchpoint)) = &event.payload else {
-            return Ok(());
-        };
-        let Ok(profile_id) = Uuid::parse_str(&event.profile_id) else {
             return Ok(());
         };
         let occurred_at = touchpoint
@@ -44,7 +45,53 @@ impl FeedbackEvents {
             .as_ref()
             .and_then(|t| timestamp_from_proto("occurred_at", t).ok())
             .unwrap_or_else(Utc::now);
-        let channel = Channel::try_from(touchpoint.channel)
+        self.trigger(
+            &event.profile_id,
+            &touchpoint.touchpoint_id,
+            &touchpoint.r#type,
+            touchpoint.channel,
+            occurred_at,
+        )
+        .await
+    }
+
+    /// A ticket of this service resolved: the touchpoint type
+    /// `ticket_resolved`, so a CSAT survey can follow a resolution.
+    async fn ticket(&self, event: &ChangeEvent) -> Result<()> {
+        let Some(Payload::TicketChanged(ticket)) = &event.payload else {
+            return Ok(());
+        };
+        if ticket.status != "resolved" || ticket.previous_status == "resolved" {
+            return Ok(());
+        }
+        let occurred_at = event
+            .occurred_at
+            .as_ref()
+            .and_then(|t| timestamp_from_proto("occurred_at", t).ok())
+            .unwrap_or_else(Utc::now);
+        self.trigger(
+            &event.profile_id,
+            &format!("ticket:{}", ticket.ticket_id),
+            TICKET_RESOLVED,
+            ticket.channel,
+            occurred_at,
+        )
+        .await
+    }
+
+    /// Invites to every open survey whose trigger matches a touchpoint.
+    async fn trigger(
+        &self,
+        profile_id: &str,
+        touchpoint_id: &str,
+        kind: &str,
+        channel_number: i32,
+        occurred_at: chrono::DateTime<Utc>,
+    ) -> Result<()> {
+        let Ok(profile_id) = Uuid::parse_str(profile_id) else {
+            return Ok(());
+        };
+        let channel = Channel::try_from(channel_number)
             .map(|c| {
                 c.as_str_name()
                     .trim_start_matches("CHANNEL_")
@@ -53,15 +100,15 @@ impl FeedbackEvents {
             .unwrap_or_default();
         let variables = json!({
             "touchpoint": {
-                "type": touchpoint.r#type,
+                "type": kind,
                 "channel": channel,
-                "touchpoint_id": touchpoint.touchpoint_id,
+                "touchpoint_id": touchpoint_id,
             }
         });
         let variables = variables.as_object().cloned().unwrap_or_default();
         for survey in self.store.open_surveys().await? {
             for trigger in &survey.definition.triggers {
-                if trigger.touchpoint_type != touchpoint.r#type {
+                if trigger.touchpoint_type != kind {
                     continue;
                 }
                 if !trigger.condition.is_empty() {
@@ -80,8 +127,8 @@ impl FeedbackEvents {
                 }
                 let request = InvitationRequest {
                     profile_id,
-                    touchpoint_id: touchpoint.touchpoint_id.clone(),
-                    request_key: format!("touchpoint:{}", touchpoint.touchpoint_id),
+                    touchpoint_id: touchpoint_id.to_string(),
+                    request_key: format!("touchpoint:{touchpoint_id}"),
                     sampling_rate: trigger.sampling_rate,
                     send_after: occurred_at + Duration::seconds(trigger.delay_seconds),
                 };
@@ -108,12 +155,14 @@ impl EventHandler for FeedbackEvents {
             "journey.stage_changed".into(),
             "profile.erased".into(),
             "profile.merged".into(),
+            "feedback.ticket_changed".into(),
         ]
     }
 
     async fn handle(&self, event: &ChangeEvent) -> Result<()> {
         match &event.payload {
             Some(Payload::TouchpointRecorded(_)) => self.touchpoint(event).await,
+            Some(Payload::TicketChanged(_)) => self.ticket(event).await,
             Some(Payload::StageChanged(changed)) => {
                 self.store
                     .record_stage(&event.event_id, &event.profile_id, &changed.to_stage)

@@ -419,3 +419,52 @@ async fn two_agents_never_claim_the_same_ticket() {
     assert_eq!(distinct, opened, "every ticket claimed once");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolved_ticket_triggers_a_csat_survey() {
+    let (app, budget) = spawn_feedback().await;
+    let mut client = feedback(&app).await;
+    let anna = new_customer(&app, "crm-resolved").await;
+    let survey_id = create_survey(
+        &mut client,
+        pb::Survey {
+            triggers: vec![pb::Trigger {
+                touchpoint_type: "ticket_resolved".into(),
+                condition: "touchpoint.channel == 'chatbot'".into(),
+                sampling_rate: 1.0,
+                delay: None,
+            }],
+            ..survey("after a resolution")
+        },
+    )
+    .await;
+    let chat = open(&mut client, ticket(&anna, Channel::Chatbot, "billing")).await;
+    let call = open(&mut client, ticket(&anna, Channel::CallCentre, "billing")).await;
+    set_status(&mut client, &chat.ticket_id, pb::TicketStatus::Resolved)
+        .await
+        .unwrap();
+    set_status(&mut client, &call.ticket_id, pb::TicketStatus::Resolved)
+        .await
+        .unwrap();
+    let invited = events(
+        &app,
+        &["feedback.survey_invited"],
+        1,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(invited.len(), 1);
+    let Some(Payload::SurveyInvited(invitation)) = &invited[0].payload else {
+        panic!("not an invitation");
+    };
+    assert_eq!(invitation.survey_id, survey_id);
+    assert_eq!(
+        invitation.touchpoint_id,
+        format!("ticket:{}", chat.ticket_id)
+    );
+    assert_eq!(invited[0].profile_id, anna);
+    // The call-centre resolution does not match the condition: still one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(budget.granted_count(), 1);
+    app.stop().await;
+}
