@@ -256,10 +256,7 @@ mod tests {
             ..queue
         };
         assert!(store.claim_next("a2", &skilled).await.unwrap().is_some());
-        assert_eq!(
-            store.erase("erasure-1", &[anna.to_string()]).await.unwrap() > 0,
-            true
-        );
+        assert!(store.erase("erasure-1", &[anna.to_string()]).await.unwrap() > 0);
         let _ = std::fs::remove_dir_all(folder);
     }
 }
