@@ -118,14 +118,12 @@ impl FeedbackStore {
             query = query.filter(comment::Column::ProfileId.eq(profile_id.clone()));
         }
         if let Some(theme) = &filter.theme {
-            let ids: Vec<String> = comment_theme::Entity::find()
-                .filter(comment_theme::Column::Theme.eq(theme.clone()))
-                .all(&self.db)
-                .await?
-                .into_iter()
-                .map(|row| row.comment_id)
-                .collect();
-            query = query.filter(comment::Column::Id.is_in(ids));
+            let with_theme = sea_orm::sea_query::Query::select()
+                .column(comment_theme::Column::CommentId)
+                .from(comment_theme::Entity)
+                .and_where(comment_theme::Column::Theme.eq(theme.clone()))
+                .to_owned();
+            query = query.filter(comment::Column::Id.in_subquery(with_theme));
         }
         if let Some(start) = filter.start {
             query = query.filter(comment::Column::WriteTime.gte(start));
