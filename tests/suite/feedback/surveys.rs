@@ -313,24 +313,29 @@ async fn bad_input_gets_the_right_status_and_field() {
 }
 
 #[tokio::test]
-async fn the_period_rule_holds_under_concurrent_invitations_on_two_replicas() {
+async fn the_period_rule_holds_under_concurrent_invitations_on_three_replicas() {
     let (first, budget) = spawn_feedback().await;
-    // A second feedback replica on the same database and Redis.
-    let profile_address = format!("http://{}", first.addresses[&ServiceKind::Profile]);
-    let recommendation_address = first.settings.recommendation_addr.clone();
-    let second = spawn_on(
-        first.database.clone(),
-        first.redis_prefix.clone(),
-        Options {
-            services: vec![ServiceKind::Feedback],
-            adjust: Box::new(move |settings| {
-                settings.profile_addr = Some(profile_address);
-                settings.recommendation_addr = recommendation_address;
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
+    // Two more feedback replicas on the same database and Redis.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let profile_address = format!("http://{}", first.addresses[&ServiceKind::Profile]);
+        let recommendation_address = first.settings.recommendation_addr.clone();
+        replicas.push(
+            spawn_on(
+                first.database.clone(),
+                first.redis_prefix.clone(),
+                Options {
+                    services: vec![ServiceKind::Feedback],
+                    adjust: Box::new(move |settings| {
+                        settings.profile_addr = Some(profile_address);
+                        settings.recommendation_addr = recommendation_address;
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
+    }
     let mut client = feedback(&first).await;
     let anna = new_customer(&first, "crm-period").await;
     let survey_id = create_survey(
@@ -344,10 +349,14 @@ async fn the_period_rule_holds_under_concurrent_invitations_on_two_replicas() {
         },
     )
     .await;
-    let clients = [feedback(&first).await, feedback(&second).await];
+    let clients = [
+        feedback(&first).await,
+        feedback(&replicas[0]).await,
+        feedback(&replicas[1]).await,
+    ];
     let mut calls = Vec::new();
-    for attempt in 0..16 {
-        let mut client = clients[attempt % 2].clone();
+    for attempt in 0..18 {
+        let mut client = clients[attempt % 3].clone();
         let survey_id = survey_id.clone();
         let anna = anna.clone();
         calls.push(tokio::spawn(async move {
@@ -400,7 +409,7 @@ async fn the_period_rule_holds_under_concurrent_invitations_on_two_replicas() {
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 16, "one decision per request, retries included");
+    assert_eq!(rows.len(), 18, "one decision per request, retries included");
     let _ = retry;
 
     // A global-period survey sees the invitation of the other survey.
@@ -430,8 +439,9 @@ async fn the_period_rule_holds_under_concurrent_invitations_on_two_replicas() {
         refused.refusal,
         pb::InvitationRefusal::SurveyedRecently as i32
     );
-    let mut second = second;
-    second.stop_services().await;
+    for mut replica in replicas {
+        replica.stop_services().await;
+    }
     first.stop().await;
 }
 
