@@ -163,7 +163,9 @@ impl EventHandler for FeedbackEvents {
         match &event.payload {
             Some(Payload::TouchpointRecorded(_)) => self.touchpoint(event).await,
             Some(Payload::TicketChanged(_)) => self.ticket(event).await,
-            Some(Payload::StageChanged(changed)) => {
+            // The stage most recently entered, in whichever journey: leaving
+            // a journey (no stage entered) keeps the last stage known.
+            Some(Payload::StageChanged(changed)) if !changed.to_stage.is_empty() => {
                 self.store
                     .record_stage(&event.event_id, &event.profile_id, &changed.to_stage)
                     .await

@@ -288,3 +288,68 @@ async fn kpis_by_segment_use_the_segments_at_answer_time() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn answers_take_the_journey_stage_heard_on_the_bus() {
+    use cairn_contract::events::v1::StageChanged;
+    use cairn_contract::events::v1::change_event::Payload;
+    use cairn_runtime::bus::{EventBus, RedisBus};
+    let (app, _budget) = spawn_feedback().await;
+    let mut client = feedback(&app).await;
+    let survey_id = create_survey(&mut client, survey("stages")).await;
+    let anna = new_customer(&app, "crm-stage").await;
+    let connection =
+        redis::aio::ConnectionManager::new(redis::Client::open(cairn_tests::redis_url()).unwrap())
+            .await
+            .unwrap();
+    let bus = RedisBus::new(connection, &app.redis_prefix, 1000);
+    bus.publish(&cairn_runtime::outbox::event(
+        "journey",
+        "journey.stage_changed",
+        &anna,
+        Payload::StageChanged(StageChanged {
+            journey_id: "lifecycle".into(),
+            from_stage: "research".into(),
+            to_stage: "purchase".into(),
+            ..Default::default()
+        }),
+    ))
+    .await
+    .unwrap();
+    let db = app.database.connect().await;
+    cairn_tests::eventually(Duration::from_secs(10), "the stage heard", || {
+        let db = &db;
+        let anna = anna.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Postgres,
+                    format!(
+                        "SELECT stage FROM feedback_journey_stages WHERE profile_id = '{anna}'"
+                    ),
+                ))
+                .await
+                .unwrap();
+            (!rows.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let stored = answer(
+        &mut client,
+        &survey_id,
+        &anna,
+        Channel::Web,
+        vec![score("nps", 9)],
+        "s-1",
+    )
+    .await
+    .unwrap()
+    .response
+    .unwrap();
+    assert_eq!(stored.journey_stage, "purchase");
+    let rows = kpis(&mut client, pb::Breakdown::JourneyStage, 0).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].group, "purchase");
+    app.stop().await;
+}
