@@ -546,7 +546,24 @@ async fn a_refused_or_unreachable_budget_makes_no_invitation() {
     let (app, budget) = spawn_feedback().await;
     let mut client = feedback(&app).await;
     let anna = new_customer(&app, "crm-budget").await;
-    let survey_id = create_survey(&mut client, survey("budget")).await;
+    // Anna reads Swedish; the survey asks in English and Swedish.
+    app.profile()
+        .await
+        .update_preferences(cairn_contract::profile::v1::UpdatePreferencesRequest {
+            customer: customer(&anna),
+            preferences: Some(cairn_contract::profile::v1::Preferences {
+                language: "sv-SE".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut bilingual = survey("budget");
+    bilingual.questions[0].texts.insert(
+        "sv".into(),
+        "Hur troligt är det att du rekommenderar oss?".into(),
+    );
+    let survey_id = create_survey(&mut client, bilingual).await;
     budget.refuse.store(true, Ordering::SeqCst);
     let refused = client
         .invite_to_survey(pb::InviteToSurveyRequest {
@@ -577,6 +594,7 @@ async fn a_refused_or_unreachable_budget_makes_no_invitation() {
         .unwrap()
         .into_inner();
     assert!(invited.invited, "{invited:?}");
+    assert_eq!(invited.language, "sv", "asked in the customer's language");
     app.stop().await;
 
     // The recommendation service unreachable: UNAVAILABLE, to retry later.
