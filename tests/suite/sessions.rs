@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use cairn_contract::common::v1::{Channel, CustomerRef, IdentifierType, customer_ref};
 use cairn_contract::journey::v1::{
-    CartItem, GetSessionRequest, ResumeSessionRequest, Session, UpdateSessionRequest,
+    CartItem, GetSessionRequest, RecordTouchpointRequest, ResumeSessionRequest, Session,
+    TouchpointType, UpdateSessionRequest,
 };
 use cairn_contract::profile::v1::ErasePersonalDataRequest;
 use cairn_tests::{
-    Options, by_identifier, eventually, identifier, spawn_app, spawn_app_with, spawn_on,
+    Options, by_identifier, eventually, identifier, spawn_app, spawn_app_with, spawn_on, touchpoint,
 };
+use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -222,10 +224,24 @@ async fn an_idle_session_expires() {
 }
 
 #[tokio::test]
-async fn erasure_deletes_the_session_from_redis() {
+async fn erasure_deletes_the_session_from_redis_and_every_journey_row() {
     let app = spawn_app().await;
     let email = identifier(IdentifierType::Email, "forget-my-session@example.com");
     let profile_id = app.create_profile(vec![email.clone()], &[]).await;
+    app.journey()
+        .await
+        .record_touchpoint(RecordTouchpointRequest {
+            touchpoint: Some(touchpoint(
+                "forget-1",
+                email.clone(),
+                Channel::Web,
+                TouchpointType::AddToCart,
+                1,
+                &[("cart_id", "forget-cart")],
+            )),
+        })
+        .await
+        .unwrap();
     app.journey()
         .await
         .resume_session(ResumeSessionRequest {
@@ -234,6 +250,38 @@ async fn erasure_deletes_the_session_from_redis() {
         })
         .await
         .unwrap();
+    let db = app.database.connect().await;
+    let rows_of_the_person = || {
+        let db = db.clone();
+        let profile_id = profile_id.clone();
+        async move {
+            let mut total = 0i64;
+            for table in [
+                "journey_touchpoints",
+                "journey_states",
+                "journey_transitions",
+                "journey_abandonments",
+            ] {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        db.get_database_backend(),
+                        format!(
+                            "SELECT COUNT(*) AS n FROM {table} \
+                             WHERE customer_id = '{profile_id}' OR profile_id = '{profile_id}'"
+                        ),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                total += row.try_get::<i64>("", "n").unwrap();
+            }
+            total
+        }
+    };
+    assert!(
+        rows_of_the_person().await >= 4,
+        "a touchpoint, two positions and their transitions"
+    );
     let key = format!("{}journey:session:{profile_id}", app.redis_prefix);
     let client = redis::Client::open(cairn_tests::redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
@@ -252,6 +300,12 @@ async fn erasure_deletes_the_session_from_redis() {
         })
         .await
         .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the journey rows are erased",
+        || async { (rows_of_the_person().await == 0).then_some(()) },
+    )
+    .await;
     eventually(Duration::from_secs(10), "the session is erased", || {
         let key = key.clone();
         let mut redis = redis.clone();

@@ -8,10 +8,13 @@
 //! - [`profiles`]: calls to the profile service.
 //! - [`erasure`]: what the service does on `profile.erased`.
 
+pub mod deadlines;
 pub mod domain;
 pub mod erasure;
+pub mod feedback;
 pub mod grpc;
 pub mod profiles;
+pub mod recommendations;
 pub mod storage;
 
 use std::sync::Arc;
@@ -53,7 +56,7 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     journeys.seed(&domain::definition::built_in()).await?;
     let store = TouchpointStore::new(
         db.clone(),
-        outbox,
+        outbox.clone(),
         Inbox::new("journey_inbox"),
         journeys.clone(),
     );
@@ -66,9 +69,24 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     let credentials = ServiceCredentials::from_settings(settings, "journey");
     let profiles = profiles::ProfileDirectory::new(peer::channel(
         &settings.peer_address(ServiceKind::Profile),
-        credentials,
+        credentials.clone(),
         settings.peer_deadline(),
     )?);
+    let recommendations = recommendations::Recommendations::new(peer::channel(
+        &settings.peer_address(ServiceKind::Recommendation),
+        credentials.clone(),
+        settings.peer_deadline(),
+    )?);
+    deadlines::DeadlineWorker::new(
+        journeys.clone(),
+        outbox,
+        recommendations.clone(),
+        std::time::Duration::from_millis(settings.reengagement_retry_ms.max(1)),
+    )
+    .spawn(
+        std::time::Duration::from_millis(settings.deadline_poll_ms.max(10)),
+        shared.shutdown.clone(),
+    );
     let sessions = SessionStore::new(
         shared.state.clone(),
         std::time::Duration::from_secs(settings.session_idle_seconds.max(1)),
@@ -79,12 +97,22 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         Arc::new(erasure::SessionFollower::new(sessions.clone())),
         shared.shutdown.clone(),
     );
+    let feedback = feedback::FeedbackDesk::new(peer::channel(
+        &settings.peer_address(ServiceKind::Feedback),
+        credentials.clone(),
+        settings.peer_deadline(),
+    )?);
     let api = grpc::JourneyApi::new(
         store,
-        profiles,
         sessions,
+        grpc::Peers {
+            profiles,
+            recommendations,
+            feedback,
+        },
         shared.bus.clone(),
         shared.shutdown.clone(),
+        settings.peer_deadline(),
     );
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {

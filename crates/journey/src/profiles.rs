@@ -145,3 +145,94 @@ impl ProfileDirectory {
 pub fn empty_rule_variable() -> serde_json::Value {
     serde_json::json!({ "attributes": {}, "segments": [] })
 }
+
+impl ProfileDirectory {
+    /// Every member of `segment_id` (profile ids), page by page.
+    pub async fn segment_members(
+        &self,
+        segment_id: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut members = std::collections::HashSet::new();
+        let mut page_token = String::new();
+        loop {
+            let request = profile::ListSegmentMembersRequest {
+                segment_id: segment_id.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+            };
+            let page = with_retry(|| {
+                let mut client = self.client.clone();
+                let request = request.clone();
+                async move { client.list_segment_members(request).await }
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::not_found("segment", segment_id),
+                _ => Error::from(status),
+            })?
+            .into_inner();
+            members.extend(page.profile_ids);
+            if page.next_page_token.is_empty() {
+                return Ok(members);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+impl ProfileDirectory {
+    /// A short view of a profile: state, attributes, segments and language.
+    pub async fn summary(
+        &self,
+        profile_id: Uuid,
+    ) -> Result<cairn_contract::journey::v1::ProfileSummary> {
+        let customer = CustomerReference::ProfileId(profile_id).to_proto();
+        let profile = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::GetProfileRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.get_profile(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?
+        .into_inner()
+        .profile
+        .unwrap_or_default();
+        let segment_ids = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::ListProfileSegmentsRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.list_profile_segments(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?
+        .into_inner()
+        .segment_ids;
+        let language = profile
+            .attributes
+            .get("language")
+            .and_then(|value| match &value.kind {
+                Some(cairn_contract::common::v1::value::Kind::StringValue(text)) => {
+                    Some(text.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(cairn_contract::journey::v1::ProfileSummary {
+            profile_id: profile.profile_id,
+            state: profile::ProfileState::try_from(profile.state)
+                .map(|state| {
+                    state
+                        .as_str_name()
+                        .trim_start_matches("PROFILE_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default(),
+            attributes: profile.attributes,
+            segment_ids,
+            language,
+        })
+    }
+}

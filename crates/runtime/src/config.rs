@@ -164,6 +164,41 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_DEFAULT_PHONE_REGION")]
     pub default_phone_region: Option<String>,
 
+    /// What Decide does for a customer no profile holds: `anonymous` decides
+    /// for them as a customer with no attributes, segments or consent;
+    /// `not-found` answers NOT_FOUND.
+    #[arg(
+        long,
+        env = "CAIRN_RECOMMENDATION_UNKNOWN_CUSTOMER",
+        default_value = "anonymous"
+    )]
+    pub recommendation_unknown_customer: UnknownCustomer,
+    /// How long after a decision its outcomes are accepted, in seconds;
+    /// afterwards actions without a final outcome count as ignored.
+    #[arg(
+        long,
+        env = "CAIRN_RECOMMENDATION_OUTCOME_WINDOW_SECS",
+        default_value_t = 7 * 24 * 3600
+    )]
+    pub recommendation_outcome_window_secs: u64,
+    /// How long decisions stay in the decision log, in days.
+    #[arg(
+        long,
+        env = "CAIRN_RECOMMENDATION_DECISION_RETENTION_DAYS",
+        default_value_t = 90
+    )]
+    pub recommendation_decision_retention_days: u32,
+    /// String profile attributes the recommendation scorer uses as
+    /// categorical features (comma-separated); other strings are never
+    /// features, so free text and identifiers stay out of the model.
+    #[arg(
+        long,
+        env = "CAIRN_RECOMMENDATION_CATEGORICAL_ATTRIBUTES",
+        default_value = "plan",
+        value_delimiter = ','
+    )]
+    pub recommendation_categorical_attributes: Vec<String>,
+
     /// Address of the profile service, for the other services' calls.
     #[arg(long, env = "CAIRN_PROFILE_ADDR")]
     pub profile_addr: Option<String>,
@@ -208,6 +243,15 @@ pub struct Settings {
     /// Port of the Prometheus `/metrics` endpoint; 0 switches it off.
     #[arg(long, env = "CAIRN_METRICS_PORT", default_value_t = 9464)]
     pub metrics_port: u16,
+}
+
+/// What the recommendation service does for a customer no profile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownCustomer {
+    /// Decide for them as an anonymous customer.
+    Anonymous,
+    /// Answer NOT_FOUND.
+    NotFound,
 }
 
 /// How logs are written.

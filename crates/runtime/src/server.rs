@@ -24,6 +24,13 @@ use crate::telemetry::TraceLayer;
 /// The protobuf name of the event hub, served by every service.
 pub const EVENT_HUB_SERVICE: &str = "cairn.events.v1.EventHubService";
 
+/// The health name that answers SERVING for as long as the process serves
+/// calls, whatever its stores say. Kubernetes' liveness probe asks for it, so
+/// that an outage of PostgreSQL or Redis takes replicas out of rotation
+/// (readiness, on the service's own name) without restarting them all; a
+/// process that stops answering at all is still restarted.
+pub const LIVENESS: &str = "liveness";
+
 /// Checks that a service's own stores answer; health stays NOT_SERVING until they do.
 #[async_trait::async_trait]
 pub trait Readiness: Send + Sync + 'static {
@@ -141,6 +148,9 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     spawn_readiness(
         parts.grpc_services.clone(),
         parts.readiness.clone(),

@@ -1,6 +1,7 @@
 //! The journey service's domain: touchpoints, journey definitions and how
 //! customers move through them, free of gRPC and storage.
 
+pub mod analytics;
 pub mod definition;
 pub mod progress;
 pub mod session;

@@ -397,3 +397,136 @@ impl JourneyApi {
         })
     }
 }
+
+impl JourneyApi {
+    pub(super) async fn list_abandonments_of(
+        &self,
+        request: pb::ListAbandonmentsRequest,
+    ) -> Result<pb::ListAbandonmentsResponse> {
+        use crate::storage::abandonments::{AbandonmentFilter, list};
+        let mut violations = Violations::new();
+        let customer = match request.customer {
+            Some(customer) => {
+                violations.check(CustomerReference::from_proto("customer", Some(customer)))
+            }
+            None => None,
+        };
+        if !request.journey_id.is_empty() {
+            violations.check(crate::domain::definition::check_journey_id(
+                &request.journey_id,
+            ));
+        }
+        let (start, end) = violations
+            .check(super::time_range(request.time_range))
+            .unwrap_or_default();
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(decode_token(&request.page_token));
+        violations.finish()?;
+        let (Some(limit), Some(after)) = (limit, after) else {
+            return Err(Error::internal("checked fields missing"));
+        };
+        let customer = match customer {
+            Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
+            None => None,
+        };
+        let filter = AbandonmentFilter {
+            customer,
+            journey_id: (!request.journey_id.is_empty()).then_some(request.journey_id),
+            start,
+            end,
+        };
+        let (rows, next) = list(self.store.journeys().database(), &filter, limit, after).await?;
+        Ok(pb::ListAbandonmentsResponse {
+            abandonments: rows
+                .into_iter()
+                .map(|row| pb::Abandonment {
+                    abandonment_id: row.id,
+                    profile_id: row.customer_id,
+                    journey_id: row.journey_id,
+                    stage: row.stage,
+                    key: row.stage_key,
+                    detect_time: Some(timestamp_to_proto(row.detected_at)),
+                    decision_id: row.decision_id.unwrap_or_default(),
+                    action_id: row.action_id.unwrap_or_default(),
+                    channel: row.channel.unwrap_or_default(),
+                    reengagement_status: row.status,
+                })
+                .collect(),
+            next_page_token: next.map(|id| encode_token(&id)).unwrap_or_default(),
+        })
+    }
+}
+
+/// The wire form of a document as written (a journeys-as-code file): what
+/// `cairn journeys apply` sends. A duration that does not parse is reported
+/// with its field.
+pub fn document_to_proto(document: &DefinitionDocument) -> Result<pb::JourneyDefinition> {
+    let mut violations = Violations::new();
+    let mut duration = |field: String, text: &str| -> Option<prost_types::Duration> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        match humantime::parse_duration(text.trim()) {
+            Ok(value) => prost_types::Duration::try_from(value).ok(),
+            Err(error) => {
+                violations.add(
+                    field,
+                    format!("\"{text}\" is not a duration such as \"2h\" or \"7d\": {error}"),
+                );
+                None
+            }
+        }
+    };
+    let wire = pb::JourneyDefinition {
+        journey_id: document.journey_id.clone(),
+        display_name: document.display_name.clone(),
+        description: document.description.clone(),
+        stages: document
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, stage)| pb::Stage {
+                name: stage.name.clone(),
+                condition: stage.condition.clone(),
+                max_duration: duration(
+                    format!("stages[{index}].max_duration"),
+                    &stage.max_duration,
+                ),
+                key_property: stage.key_property.clone(),
+                completes_journey: stage.completes_journey,
+            })
+            .collect(),
+        entry: Some(pb::EntryRule {
+            condition: document.entry.condition.clone(),
+        }),
+        reentry: Some(pb::ReentryRule {
+            allowed: document.reentry.allowed,
+            after: duration("reentry.after".into(), &document.reentry.after),
+        }),
+        exit: Some(pb::ExitRule {
+            condition: document.exit.condition.clone(),
+            inactivity: duration("exit.inactivity".into(), &document.exit.inactivity),
+        }),
+        loop_to_stage: document.loop_to_stage.clone(),
+        ..Default::default()
+    };
+    violations.finish()?;
+    Ok(wire)
+}
+
+/// The parts of two wire definitions that people write, so that applying
+/// an unchanged file is recognised and writes no new version.
+pub fn same_content(a: &pb::JourneyDefinition, b: &pb::JourneyDefinition) -> bool {
+    let written = |d: &pb::JourneyDefinition| pb::JourneyDefinition {
+        journey_id: d.journey_id.clone(),
+        display_name: d.display_name.clone(),
+        description: d.description.clone(),
+        stages: d.stages.clone(),
+        entry: Some(d.entry.clone().unwrap_or_default()),
+        reentry: Some(d.reentry.unwrap_or_default()),
+        exit: Some(d.exit.clone().unwrap_or_default()),
+        loop_to_stage: d.loop_to_stage.clone(),
+        ..Default::default()
+    };
+    written(a) == written(b)
+}

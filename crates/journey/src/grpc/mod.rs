@@ -1,5 +1,7 @@
 //! The gRPC face of the journey service.
 
+pub mod analytics;
+pub mod context;
 pub mod convert;
 pub mod definitions;
 pub mod sessions;
@@ -31,28 +33,90 @@ pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
     sessions: crate::storage::sessions::SessionStore,
+    recommendations: crate::recommendations::Recommendations,
+    feedback: crate::feedback::FeedbackDesk,
     bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
     shutdown: tokio_util::sync::CancellationToken,
+    context_deadline: std::time::Duration,
+}
+
+/// The other services the handlers call.
+pub struct Peers {
+    /// Who customers are.
+    pub profiles: ProfileDirectory,
+    /// Next best actions.
+    pub recommendations: crate::recommendations::Recommendations,
+    /// Tickets and scores.
+    pub feedback: crate::feedback::FeedbackDesk,
 }
 
 impl JourneyApi {
     /// Handlers over `store`, resolving customers through `profiles`;
     /// watches follow `bus` until `shutdown`.
+    /// The customer context gathers within `context_deadline`.
     pub fn new(
         store: TouchpointStore,
-        profiles: ProfileDirectory,
         sessions: crate::storage::sessions::SessionStore,
+        peers: Peers,
         bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
         shutdown: tokio_util::sync::CancellationToken,
+        context_deadline: std::time::Duration,
     ) -> Self {
         Self {
             store,
-            profiles,
+            profiles: peers.profiles,
             sessions,
+            recommendations: peers.recommendations,
+            feedback: peers.feedback,
             bus,
             shutdown,
+            context_deadline,
         }
     }
+}
+
+/// A point in time.
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// A request's optional time range, checked: (start, end), either open.
+pub(crate) fn time_range(
+    range: Option<cairn_contract::common::v1::TimeRange>,
+) -> cairn_runtime::Result<(Option<Time>, Option<Time>)> {
+    let range = range.unwrap_or_default();
+    let mut violations = Violations::new();
+    let start = range
+        .start_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
+    let end = range
+        .end_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        violations.add(
+            "time_range.end_time",
+            "before start_time; the range's end must come after its start",
+        );
+    }
+    violations.finish()?;
+    Ok((start, end))
+}
+
+/// A `grpc-timeout` header value ("500m", "2S") as a duration.
+fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = amount.parse().ok()?;
+    Some(match unit {
+        "H" => std::time::Duration::from_secs(amount * 3600),
+        "M" => std::time::Duration::from_secs(amount * 60),
+        "S" => std::time::Duration::from_secs(amount),
+        "m" => std::time::Duration::from_millis(amount),
+        "u" => std::time::Duration::from_micros(amount),
+        "n" => std::time::Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Answers a handler's result on the wire, mapping domain errors in one place.
@@ -189,20 +253,9 @@ impl JourneyService for JourneyApi {
                 violations.check(convert::kind_name(&format!("types[{index}]"), *raw))
             })
             .collect();
-        let range = request.time_range.unwrap_or_default();
-        let start = range
-            .start_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
-        let end = range
-            .end_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
-        if let (Some(start), Some(end)) = (start, end)
-            && end < start
-        {
-            violations.add("time_range.end_time", "before start_time");
-        }
+        let (start, end) = violations
+            .check(time_range(request.time_range))
+            .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
         violations.finish()?;
@@ -320,6 +373,43 @@ impl JourneyService for JourneyApi {
         request: Request<pb::EndSessionRequest>,
     ) -> Result<Response<pb::EndSessionResponse>, Status> {
         answer(self.end_session_of(request.into_inner()).await)
+    }
+
+    async fn list_abandonments(
+        &self,
+        request: Request<pb::ListAbandonmentsRequest>,
+    ) -> Result<Response<pb::ListAbandonmentsResponse>, Status> {
+        answer(self.list_abandonments_of(request.into_inner()).await)
+    }
+
+    async fn run_funnel(
+        &self,
+        request: Request<pb::RunFunnelRequest>,
+    ) -> Result<Response<pb::RunFunnelResponse>, Status> {
+        answer(self.run_funnel_of(request.into_inner()).await)
+    }
+
+    async fn list_top_paths(
+        &self,
+        request: Request<pb::ListTopPathsRequest>,
+    ) -> Result<Response<pb::ListTopPathsResponse>, Status> {
+        answer(self.list_top_paths_of(request.into_inner()).await)
+    }
+
+    async fn get_customer_context(
+        &self,
+        request: Request<pb::GetCustomerContextRequest>,
+    ) -> Result<Response<pb::GetCustomerContextResponse>, Status> {
+        // The caller's own deadline wins when it is shorter.
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.context_deadline, |asked| {
+                asked.mul_f64(0.9).min(self.context_deadline)
+            });
+        answer(self.customer_context(request.into_inner(), deadline).await)
     }
 
     async fn stream_touchpoints(

@@ -604,7 +604,48 @@ impl JourneyStore {
             .exec(transaction)
             .await?
             .rows_affected;
-        Ok(states + transitions)
+        let abandonments = super::abandonments::erase(transaction, profile_ids).await?;
+        Ok(states + transitions + abandonments)
+    }
+
+    /// Entries into stages of `journey_ids` in `[start, end)`:
+    /// (customer, journey, stage, when), by customer and time.
+    pub async fn entries_between(
+        &self,
+        journey_ids: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, String, DateTime<Utc>)>> {
+        if journey_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(transition::Entity::find()
+            .select_only()
+            .column(transition::Column::CustomerId)
+            .column(transition::Column::JourneyId)
+            .column(transition::Column::ToStage)
+            .column(transition::Column::TransitionAt)
+            .filter(transition::Column::JourneyId.is_in(journey_ids.to_vec()))
+            .filter(transition::Column::ToStage.ne(""))
+            .filter(transition::Column::TransitionAt.gte(start))
+            .filter(transition::Column::TransitionAt.lt(end))
+            .order_by_asc(transition::Column::CustomerId)
+            .order_by_asc(transition::Column::TransitionAt)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The channel of the customer's latest touchpoint, if any.
+    pub async fn last_channel(&self, customer: &str) -> Result<Option<i32>> {
+        Ok(super::touchpoint::Entity::find()
+            .select_only()
+            .column(super::touchpoint::Column::Channel)
+            .filter(super::touchpoint::Column::CustomerId.eq(customer))
+            .order_by_desc(super::touchpoint::Column::OccurredAt)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// Starts a transaction on the store's database.

@@ -1,5 +1,6 @@
 //! The journey service's storage: touchpoints, durable before a call returns.
 
+pub mod abandonments;
 pub mod journeys;
 pub mod migration;
 pub mod sessions;
@@ -151,6 +152,10 @@ impl TouchpointStore {
                 channel: touchpoint.channel,
                 r#type: touchpoint.kind.as_str().to_string(),
                 occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
+                // Offer touchpoints carry the recommendation decision they
+                // report on, so the recommendation service learns from them.
+                decision_id: text_property(&touchpoint.properties, "decision_id"),
+                action_id: text_property(&touchpoint.properties, "action_id"),
             }),
         );
         self.outbox.enqueue(&transaction, &event).await?;
@@ -175,6 +180,7 @@ impl TouchpointStore {
             .await?;
         transaction.commit().await?;
         self.outbox.committed();
+        metrics::counter!("cairn_touchpoints_ingested_total").increment(1);
         Ok((touchpoint, false))
     }
 
@@ -233,6 +239,29 @@ impl TouchpointStore {
             .map(to_domain)
             .collect::<Result<Vec<_>>>()?;
         Ok((touchpoints, next))
+    }
+
+    /// Every touchpoint that happened in `[start, end)`, by customer and time:
+    /// what funnels and paths are computed from.
+    pub async fn between(
+        &self,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, Touchpoint)>> {
+        let rows = touchpoint::Entity::find()
+            .filter(touchpoint::Column::OccurredAt.gte(start))
+            .filter(touchpoint::Column::OccurredAt.lt(end))
+            .order_by_asc(touchpoint::Column::CustomerId)
+            .order_by_asc(touchpoint::Column::OccurredAt)
+            .order_by_asc(touchpoint::Column::Id)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let customer = row.customer_id.clone();
+                to_domain(row).map(|touchpoint| (customer, touchpoint))
+            })
+            .collect()
     }
 
     /// Moves the touchpoints of `merged` to `survivor`'s timeline, once per event.
@@ -306,6 +335,14 @@ pub fn channel_name(channel: i32) -> String {
     cairn_contract::common::v1::Channel::try_from(channel)
         .map(|known| known.as_str_name().to_string())
         .unwrap_or_else(|_| format!("CHANNEL_{channel}"))
+}
+
+/// A string property's value, or empty.
+fn text_property(properties: &Properties, name: &str) -> String {
+    match properties.get(name) {
+        Some(cairn_runtime::common::TypedValue::String(text)) => text.clone(),
+        _ => String::new(),
+    }
 }
 
 fn to_domain(row: touchpoint::Model) -> Result<Touchpoint> {

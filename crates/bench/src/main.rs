@@ -1,0 +1,51 @@
+//! `cairn-bench`: benchmarks that drive the real suite over gRPC.
+//!
+//! - `quality`: a seeded simulator of a telecom customer base that asks the
+//!   recommendation service for the next best action, reports what the
+//!   customer did, and compares the service's acceptance rate with uniform
+//!   random choice, a context-free popularity baseline and the oracle that
+//!   knows the hidden acceptance probabilities.
+//! - `quality-offline`: the same world against the scorer in process.
+//! - `speed`: Decide's median and p99 latency at an offered rate with a
+//!   catalogue of 200 actions, and the throughput reached.
+//!
+//! The suite is started in this process (`cairn::Suite::start`) on a fresh
+//! PostgreSQL database and Redis prefix, dropped afterwards.
+
+mod quality;
+mod speed;
+mod suite;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Parser)]
+#[command(name = "cairn-bench", about = "Benchmarks of the Cairn suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The recommendation quality benchmark.
+    Quality(quality::Options),
+    /// The quality benchmark's world and the service's scorer in process,
+    /// without gRPC or stores: for tuning the bandit quickly.
+    QualityOffline(quality::OfflineOptions),
+    /// Decide's latency (median, p99) at a fixed offered rate with a
+    /// catalogue of 200 actions, and the throughput reached.
+    Speed(speed::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Quality(options) => runtime.block_on(quality::run(options)),
+        Command::QualityOffline(options) => quality::run_offline(options),
+        Command::Speed(options) => runtime.block_on(speed::run(options)),
+    }
+}

@@ -1,0 +1,229 @@
+//! The recommendation service's view of the profile service: who the
+//! customer is (attributes, segments, groups) and whether they may be
+//! contacted on a channel for a purpose now (consent and their quiet hours,
+//! evaluated by the profile service in the customer's time zone).
+
+use std::collections::BTreeMap;
+
+use cairn_contract::profile::v1 as profile;
+use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
+use cairn_runtime::common::{CustomerReference, TypedValue, timestamp_from_proto};
+use cairn_runtime::peer::{PeerChannel, with_retry};
+use cairn_runtime::{Error, FieldViolation, Result};
+use chrono::{DateTime, NaiveTime, Utc};
+use chrono_tz::Tz;
+use tonic::Code;
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+use crate::domain::contact::QuietHours;
+
+/// A known customer as the profile service holds them.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// The profile (a merged-away id resolves to the survivor).
+    pub profile_id: Uuid,
+    /// Attributes by name.
+    pub attributes: BTreeMap<String, TypedValue>,
+}
+
+/// The profile service's answer about one contact.
+#[derive(Debug, Clone)]
+pub struct ContactAnswer {
+    /// `ContactVerdict` of the profile contract.
+    pub verdict: profile::ContactVerdict,
+    /// When the customer's quiet hours end, when they are why not.
+    pub allowed_from: Option<DateTime<Utc>>,
+    /// The customer's zone, when they stated one.
+    pub time_zone: Option<Tz>,
+    /// The customer's own quiet hours, when they stated them.
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl ContactAnswer {
+    /// True when consent allows the contact (quiet hours aside).
+    pub fn consented(&self) -> bool {
+        !matches!(
+            self.verdict,
+            profile::ContactVerdict::Denied | profile::ContactVerdict::NoConsent
+        )
+    }
+
+    /// The answer for an anonymous customer: no consent answers, so only
+    /// the service purpose (which needs no opt-in) is allowed.
+    pub fn anonymous(purpose: &str) -> Self {
+        Self {
+            verdict: if purpose == "service" {
+                profile::ContactVerdict::ServicePurpose
+            } else {
+                profile::ContactVerdict::NoConsent
+            },
+            allowed_from: None,
+            time_zone: None,
+            quiet_hours: None,
+        }
+    }
+}
+
+/// Calls to the profile service.
+#[derive(Clone)]
+pub struct ProfileDirectory {
+    client: ProfileServiceClient<PeerChannel>,
+}
+
+fn by_id(id: Uuid) -> cairn_contract::common::v1::CustomerRef {
+    CustomerReference::ProfileId(id).to_proto()
+}
+
+impl ProfileDirectory {
+    /// A directory calling the profile service over `channel`.
+    pub fn new(channel: PeerChannel) -> Self {
+        Self {
+            client: ProfileServiceClient::new(channel),
+        }
+    }
+
+    /// The customer `customer` names, `None` when no profile holds it.
+    pub async fn find(
+        &self,
+        field: &str,
+        customer: &CustomerReference,
+    ) -> Result<Option<Customer>> {
+        let outcome = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::GetProfileRequest {
+                customer: Some(customer.to_proto()),
+            };
+            async move { client.get_profile(request).await }
+        })
+        .await;
+        let profile = match outcome {
+            Ok(response) => response.into_inner().profile.unwrap_or_default(),
+            Err(status) if status.code() == Code::NotFound => return Ok(None),
+            Err(status) => return Err(peer_error(field, status)),
+        };
+        let profile_id = Uuid::parse_str(&profile.profile_id)
+            .map_err(|_| Error::internal("the profile service answered without a profile id"))?;
+        let attributes = profile
+            .attributes
+            .into_iter()
+            .filter_map(|(name, value)| {
+                TypedValue::from_proto(&name, value)
+                    .ok()
+                    .map(|value| (name, value))
+            })
+            .collect();
+        Ok(Some(Customer {
+            profile_id,
+            attributes,
+        }))
+    }
+
+    /// The segments the profile is in.
+    pub async fn segments(&self, profile_id: Uuid) -> Result<Vec<String>> {
+        let response = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::ListProfileSegmentsRequest {
+                customer: Some(by_id(profile_id)),
+            };
+            async move { client.list_profile_segments(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?;
+        Ok(response.into_inner().segment_ids)
+    }
+
+    /// The profile's groups as (id, type) with type "household", "family" or "company".
+    pub async fn groups(&self, profile_id: Uuid) -> Result<Vec<(String, String)>> {
+        let response = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::ListGroupsRequest {
+                customer: Some(by_id(profile_id)),
+                page_size: 100,
+                page_token: String::new(),
+            };
+            async move { client.list_groups(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?;
+        Ok(response
+            .into_inner()
+            .groups
+            .into_iter()
+            .map(|group| {
+                let kind = match profile::GroupType::try_from(group.r#type) {
+                    Ok(profile::GroupType::Household) => "household",
+                    Ok(profile::GroupType::Family) => "family",
+                    Ok(profile::GroupType::Company) => "company",
+                    _ => "other",
+                };
+                (group.group_id, kind.to_string())
+            })
+            .collect())
+    }
+
+    /// May the customer be contacted on `channel` for `purpose` now?
+    pub async fn check_contact(
+        &self,
+        profile_id: Uuid,
+        channel: i32,
+        purpose: &str,
+    ) -> Result<ContactAnswer> {
+        let response = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::CheckContactRequest {
+                customer: Some(by_id(profile_id)),
+                channel,
+                purpose: purpose.to_string(),
+            };
+            async move { client.check_contact(request).await }
+        })
+        .await
+        .map_err(|status| peer_error("customer", status))?
+        .into_inner();
+        let preferences = response.preferences.unwrap_or_default();
+        let time = |text: &str| NaiveTime::parse_from_str(text, "%H:%M").ok();
+        let quiet_hours = match (
+            time(&preferences.quiet_hours_start),
+            time(&preferences.quiet_hours_end),
+        ) {
+            (Some(start), Some(end)) => Some(QuietHours { start, end }),
+            _ => None,
+        };
+        Ok(ContactAnswer {
+            verdict: profile::ContactVerdict::try_from(response.verdict)
+                .unwrap_or(profile::ContactVerdict::NoConsent),
+            allowed_from: response
+                .allowed_from
+                .and_then(|time| timestamp_from_proto("allowed_from", &time).ok()),
+            time_zone: preferences.time_zone.parse().ok(),
+            quiet_hours,
+        })
+    }
+}
+
+/// The profile service's answer in this caller's terms: its field
+/// violations are re-rooted under `field`.
+fn peer_error(field: &str, status: tonic::Status) -> Error {
+    match status.code() {
+        Code::InvalidArgument => {
+            let violations: Vec<FieldViolation> = status
+                .get_details_bad_request()
+                .map(|bad_request| {
+                    bad_request
+                        .field_violations
+                        .into_iter()
+                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if violations.is_empty() {
+                Error::invalid(field, status.message().to_string())
+            } else {
+                Error::InvalidArgument(violations)
+            }
+        }
+        Code::NotFound => Error::not_found("customer", format!("in {field}")),
+        _ => Error::from(status),
+    }
+}

@@ -1,0 +1,23 @@
+//! The recommendation service's migrations, one file per change, each
+//! written against its own table definitions.
+
+mod m20261204_000001_create_recommendation_tables;
+
+use sea_orm_migration::prelude::*;
+
+/// The recommendation service's migrator, with its history in
+/// `recommendation_migrations`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261204_000001_create_recommendation_tables::Migration,
+        )]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "recommendation_migrations".into_iden()
+    }
+}
