@@ -10,6 +10,7 @@ mod bus;
 mod consent;
 mod context;
 mod contract;
+mod embedded;
 mod entrypoint;
 mod events;
 mod feedback;
