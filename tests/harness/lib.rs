@@ -232,6 +232,29 @@ impl TestApp {
         .unwrap_or_else(|error| panic!("minting a token: {error}"))
     }
 
+    /// A token of a customer-facing front end acting for the customer
+    /// `profile_id`, with `scopes`, signed with the suite's key.
+    pub fn customer_token(&self, profile_id: &str, scopes: &[&str]) -> String {
+        auth::mint_customer_token(
+            &SecretString::from(TEST_KEY),
+            "web-front-end",
+            uuid::Uuid::parse_str(profile_id).unwrap_or_else(|_| panic!("{profile_id} is a UUID")),
+            scopes,
+            Duration::from_secs(600),
+            None,
+            None,
+        )
+        .unwrap_or_else(|error| panic!("minting a token: {error}"))
+    }
+
+    /// A channel to `service` whose calls carry the bearer `token`.
+    pub async fn with_token(&self, service: ServiceKind, token: &str) -> AuthedChannel {
+        let value = format!("Bearer {token}")
+            .parse()
+            .unwrap_or_else(|_| panic!("token is ascii"));
+        InterceptedService::new(self.channel(service).await, Bearer(Some(value)))
+    }
+
     /// A plain channel to `service`.
     pub async fn channel(&self, service: ServiceKind) -> Channel {
         let address = self.addresses[&service];

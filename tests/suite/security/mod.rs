@@ -3,5 +3,6 @@
 //! store, the export of everything, the audit log, and logs without
 //! personal data. `docs/reliability.md` lists each test with its figure.
 
+mod customers;
 mod raw;
 mod scopes;
