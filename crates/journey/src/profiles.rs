@@ -4,10 +4,9 @@
 use cairn_contract::profile::v1 as profile;
 use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
 use cairn_runtime::common::CustomerReference;
-use cairn_runtime::peer::{PeerChannel, with_retry};
-use cairn_runtime::{Error, FieldViolation, Result};
+use cairn_runtime::peer::{PeerChannel, refusal_about, with_retry};
+use cairn_runtime::{Error, Result};
 use tonic::Code;
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
 /// Resolves customer references to profile ids through the profile service.
@@ -50,7 +49,7 @@ impl ProfileDirectory {
             .await
             .map(|response| response.into_inner().profile),
         };
-        let profile = outcome.map_err(|status| peer_error(field, status))?;
+        let profile = outcome.map_err(|status| refusal_about(field, status))?;
         let id = profile.map(|p| p.profile_id).unwrap_or_default();
         Uuid::parse_str(&id)
             .map_err(|_| Error::internal("the profile service answered without a profile id"))
@@ -70,45 +69,18 @@ impl ProfileDirectory {
         })
         .await
         .map(|response| response.into_inner().profile);
-        let profile = outcome.map_err(|status| peer_error(field, status))?;
+        let profile = outcome.map_err(|status| refusal_about(field, status))?;
         let id = profile.map(|p| p.profile_id).unwrap_or_default();
         Uuid::parse_str(&id)
             .map_err(|_| Error::internal("the profile service answered without a profile id"))
     }
 }
 
-/// The profile service's answer in this caller's terms: its field violations
-/// are re-rooted under `field`, so the caller sees the field it sent.
-fn peer_error(field: &str, status: tonic::Status) -> Error {
-    match status.code() {
-        Code::InvalidArgument => {
-            let violations: Vec<FieldViolation> = status
-                .get_details_bad_request()
-                .map(|bad_request| {
-                    bad_request
-                        .field_violations
-                        .into_iter()
-                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if violations.is_empty() {
-                Error::invalid(field, status.message().to_string())
-            } else {
-                Error::InvalidArgument(violations)
-            }
-        }
-        Code::NotFound => Error::not_found("customer", format!("in {field}")),
-        _ => Error::from(status),
-    }
-}
-
 impl ProfileDirectory {
-    /// The `profile` variable of journey conditions for `profile_id`: its
-    /// attributes and segments, fetched only when some condition reads them.
-    pub async fn rule_variable(&self, profile_id: Uuid) -> Result<serde_json::Value> {
+    /// The profile `profile_id` and its segments.
+    async fn with_segments(&self, profile_id: Uuid) -> Result<(profile::Profile, Vec<String>)> {
         let customer = CustomerReference::ProfileId(profile_id).to_proto();
-        let profile = with_retry(|| {
+        let found = with_retry(|| {
             let mut client = self.client.clone();
             let request = profile::GetProfileRequest {
                 customer: Some(customer.clone()),
@@ -116,7 +88,7 @@ impl ProfileDirectory {
             async move { client.get_profile(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?
+        .map_err(|status| refusal_about("customer", status))?
         .into_inner()
         .profile
         .unwrap_or_default();
@@ -128,9 +100,16 @@ impl ProfileDirectory {
             async move { client.list_profile_segments(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?
+        .map_err(|status| refusal_about("customer", status))?
         .into_inner()
         .segment_ids;
+        Ok((found, segments))
+    }
+
+    /// The `profile` variable of journey conditions for `profile_id`: its
+    /// attributes and segments, fetched only when some condition reads them.
+    pub async fn rule_variable(&self, profile_id: Uuid) -> Result<serde_json::Value> {
+        let (profile, segments) = self.with_segments(profile_id).await?;
         let mut attributes = serde_json::Map::new();
         for (name, value) in profile.attributes {
             if let Ok(value) = cairn_runtime::common::TypedValue::from_proto(&name, value) {
@@ -186,30 +165,7 @@ impl ProfileDirectory {
         &self,
         profile_id: Uuid,
     ) -> Result<cairn_contract::journey::v1::ProfileSummary> {
-        let customer = CustomerReference::ProfileId(profile_id).to_proto();
-        let profile = with_retry(|| {
-            let mut client = self.client.clone();
-            let request = profile::GetProfileRequest {
-                customer: Some(customer.clone()),
-            };
-            async move { client.get_profile(request).await }
-        })
-        .await
-        .map_err(|status| peer_error("customer", status))?
-        .into_inner()
-        .profile
-        .unwrap_or_default();
-        let segment_ids = with_retry(|| {
-            let mut client = self.client.clone();
-            let request = profile::ListProfileSegmentsRequest {
-                customer: Some(customer.clone()),
-            };
-            async move { client.list_profile_segments(request).await }
-        })
-        .await
-        .map_err(|status| peer_error("customer", status))?
-        .into_inner()
-        .segment_ids;
+        let (profile, segment_ids) = self.with_segments(profile_id).await?;
         let language = profile
             .attributes
             .get("language")

@@ -88,6 +88,39 @@ where
     }
 }
 
+/// Another service's refusal in the caller's terms: its field violations are
+/// re-rooted under `field` (the part of the caller's request that was passed
+/// on), and NOT_FOUND names that field, so the caller sees what it sent.
+pub fn refusal_about(field: &str, status: Status) -> Error {
+    use tonic_types::StatusExt;
+    match status.code() {
+        Code::InvalidArgument => {
+            let violations: Vec<crate::error::FieldViolation> = status
+                .get_details_bad_request()
+                .map(|bad_request| {
+                    bad_request
+                        .field_violations
+                        .into_iter()
+                        .map(|v| {
+                            crate::error::FieldViolation::new(
+                                format!("{field}.{}", v.field),
+                                v.description,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if violations.is_empty() {
+                Error::invalid(field, status.message().to_string())
+            } else {
+                Error::InvalidArgument(violations)
+            }
+        }
+        Code::NotFound => Error::not_found("customer", format!("in {field}")),
+        _ => Error::from(status),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,10 +191,14 @@ impl JourneyStore {
         Ok(())
     }
 
-    /// Stores version 1 of a new journey. ALREADY_EXISTS when the id is taken.
-    pub async fn create(&self, document: &DefinitionDocument) -> Result<Arc<JourneyDefinition>> {
-        let compiled = document.compile(1, false, Utc::now())?;
-        let inserted = definition::Entity::insert(row(document, 1, false)?)
+    /// Writes `document` as `version` unless that version exists; true when written.
+    async fn insert_version(
+        &self,
+        document: &DefinitionDocument,
+        version: i32,
+        archived: bool,
+    ) -> Result<bool> {
+        let inserted = definition::Entity::insert(row(document, version, archived)?)
             .on_conflict(
                 OnConflict::columns([definition::Column::JourneyId, definition::Column::Version])
                     .do_nothing()
@@ -202,7 +206,13 @@ impl JourneyStore {
             )
             .exec_without_returning(&self.db)
             .await?;
-        if inserted == 0 {
+        Ok(inserted == 1)
+    }
+
+    /// Stores version 1 of a new journey. ALREADY_EXISTS when the id is taken.
+    pub async fn create(&self, document: &DefinitionDocument) -> Result<Arc<JourneyDefinition>> {
+        let compiled = document.compile(1, false, Utc::now())?;
+        if !self.insert_version(document, 1, false).await? {
             return Err(Error::AlreadyExists(format!(
                 "journey \"{}\" exists; change it with UpdateJourneyDefinition",
                 document.journey_id
@@ -227,15 +237,10 @@ impl JourneyStore {
         }
         let version = latest.version + 1;
         let compiled = document.compile(version, latest.archived, Utc::now())?;
-        let inserted = definition::Entity::insert(row(document, version, latest.archived)?)
-            .on_conflict(
-                OnConflict::columns([definition::Column::JourneyId, definition::Column::Version])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
-        if inserted == 0 {
+        if !self
+            .insert_version(document, version, latest.archived)
+            .await?
+        {
             return Err(Error::Aborted(format!(
                 "journey \"{}\" was changed by another call at the same time; read it again",
                 latest.id
