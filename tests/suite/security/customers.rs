@@ -549,3 +549,182 @@ async fn a_customer_token_is_refused_by_every_rpc_not_open_to_customers() {
     assert!(open >= 16 && closed > 80, "open {open}, closed {closed}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_customer_token_reaches_only_its_own_tickets_and_survey_answers() {
+    use cairn_contract::feedback::v1 as feedback;
+    use cairn_contract::feedback::v1::feedback_service_client::FeedbackServiceClient;
+
+    let app = spawn_app().await;
+    let alice = person(&app, "alice").await;
+    let bob = person(&app, "bob").await;
+    let mut operator = FeedbackServiceClient::new(
+        app.authed(
+            ServiceKind::Feedback,
+            &["feedback.read", "feedback.write", "feedback.respond"],
+        )
+        .await,
+    );
+    let ticket = |customer: Option<CustomerRef>| feedback::Ticket {
+        customer,
+        channel: Channel::Web as i32,
+        category: "network".into(),
+        description: "no signal at home".into(),
+        ..Default::default()
+    };
+    let bobs_ticket = operator
+        .create_ticket(feedback::CreateTicketRequest {
+            ticket: Some(ticket(by_id(&bob.id))),
+            request_id: "bob-ticket".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let survey_id = operator
+        .create_survey(feedback::CreateSurveyRequest {
+            survey: Some(feedback::Survey {
+                display_name: "After the call".into(),
+                questions: vec![feedback::Question {
+                    question_id: "nps".into(),
+                    texts: [(
+                        "en".to_string(),
+                        "How likely are you to recommend us?".to_string(),
+                    )]
+                    .into(),
+                    r#type: feedback::QuestionType::Nps as i32,
+                    ..Default::default()
+                }],
+                channel: Channel::Email as i32,
+                consent_purpose: "service".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap()
+        .survey_id;
+    let answer =
+        |customer: Option<CustomerRef>, request_id: &str| feedback::SubmitSurveyResponseRequest {
+            response: Some(feedback::SurveyResponse {
+                survey_id: survey_id.clone(),
+                customer,
+                channel: Channel::Email as i32,
+                answers: vec![feedback::Answer {
+                    question_id: "nps".into(),
+                    value: Some(feedback::answer::Value::Score(9)),
+                }],
+                ..Default::default()
+            }),
+            request_id: request_id.into(),
+        };
+    operator
+        .submit_survey_response(answer(by_id(&bob.id), "bob-answer"))
+        .await
+        .unwrap();
+
+    let token = app.customer_token(&alice.id, FRONT_END_SCOPES);
+    let mut front = FeedbackServiceClient::new(app.with_token(ServiceKind::Feedback, &token).await);
+    // Her own: a ticket, reading it back, listing hers, an answer.
+    let own = front
+        .create_ticket(feedback::CreateTicketRequest {
+            ticket: Some(ticket(by_id(&alice.id))),
+            request_id: "alice-ticket".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    front
+        .get_ticket(feedback::GetTicketRequest {
+            ticket_id: own.ticket_id.clone(),
+        })
+        .await
+        .unwrap();
+    let listed = front
+        .list_tickets(feedback::ListTicketsRequest {
+            customer: by_id(&alice.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tickets.len(), 1, "only her own ticket");
+    front
+        .submit_survey_response(answer(by_id(&alice.id), "alice-answer"))
+        .await
+        .unwrap();
+
+    // Everyone else's.
+    for (what, other) in references_of_others(&bob) {
+        let what = what.as_str();
+        refused(
+            what,
+            front
+                .create_ticket(feedback::CreateTicketRequest {
+                    ticket: Some(ticket(other.clone())),
+                    request_id: String::new(),
+                })
+                .await,
+        );
+        refused(
+            what,
+            front
+                .list_tickets(feedback::ListTicketsRequest {
+                    customer: other.clone(),
+                    ..Default::default()
+                })
+                .await,
+        );
+        refused(
+            what,
+            front
+                .submit_survey_response(answer(other.clone(), &format!("alice-as-{what}")))
+                .await,
+        );
+    }
+    refused(
+        "bob's ticket",
+        front
+            .get_ticket(feedback::GetTicketRequest {
+                ticket_id: bobs_ticket.ticket_id.clone(),
+            })
+            .await,
+    );
+    refused(
+        "every ticket",
+        front
+            .list_tickets(feedback::ListTicketsRequest::default())
+            .await,
+    );
+    refused(
+        "bob's ticket request id",
+        front
+            .create_ticket(feedback::CreateTicketRequest {
+                ticket: Some(ticket(by_id(&alice.id))),
+                request_id: "bob-ticket".into(),
+            })
+            .await,
+    );
+    refused(
+        "bob's answer request id",
+        front
+            .submit_survey_response(answer(by_id(&alice.id), "bob-answer"))
+            .await,
+    );
+    let bobs = operator
+        .list_tickets(feedback::ListTicketsRequest {
+            customer: by_id(&bob.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bobs.tickets.len(), 1, "nothing was filed for bob");
+    app.stop().await;
+}
