@@ -390,10 +390,12 @@ fn unix_now() -> u64 {
 }
 
 /// The credentials a service presents when it calls another: a token it
-/// mints for itself (refreshed before it expires) or a configured one.
+/// mints for itself (refreshed before it expires) or a configured one, and
+/// with TLS on its client certificate.
 #[derive(Clone)]
 pub struct ServiceCredentials {
     inner: Arc<CredentialsInner>,
+    tls: Option<crate::tls::TlsMaterial>,
 }
 
 enum CredentialsInner {
@@ -439,9 +441,22 @@ impl ServiceCredentials {
         } else {
             CredentialsInner::None
         };
+        // The files were checked when the process started (Shared::connect);
+        // if they became unreadable since, calls to peers fail rather than
+        // fall back to plain text.
+        let tls = crate::tls::TlsMaterial::from_settings(settings).unwrap_or_else(|error| {
+            tracing::error!(%error, "the TLS files cannot be read; calls to peers will fail");
+            None
+        });
         Self {
             inner: Arc::new(inner),
+            tls,
         }
+    }
+
+    /// The TLS material the service presents to its peers, with TLS on.
+    pub fn tls(&self) -> Option<&crate::tls::TlsMaterial> {
+        self.tls.as_ref()
     }
 
     /// The `authorization` header value, when there is one to send.

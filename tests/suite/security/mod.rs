@@ -6,3 +6,4 @@
 mod customers;
 mod raw;
 mod scopes;
+mod tls;
