@@ -22,6 +22,7 @@ mod limits;
 mod portability;
 mod profiles;
 mod recommendation;
+mod security;
 mod segments;
 mod sessions;
 mod stream_restart;

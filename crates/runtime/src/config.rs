@@ -130,6 +130,26 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<SecretString>,
 
+    /// PEM certificate chain of this process: its listeners serve TLS with
+    /// it, and it is the client certificate the services present to each
+    /// other. Unset: plain-text gRPC (behind a mesh or on a trusted network).
+    #[arg(long, env = "CAIRN_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate in `CAIRN_TLS_CERT_FILE`.
+    #[arg(long, env = "CAIRN_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM certificate(s) of the authority the suite trusts, required with
+    /// TLS: the services' server certificates are checked against it when
+    /// they call each other, and callers must present a client certificate
+    /// it signed (mutual TLS).
+    #[arg(long, env = "CAIRN_TLS_CA_FILE", requires = "tls_cert_file")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `required` refuses every caller without a client
+    /// certificate the CA signed; `optional` lets callers without one in
+    /// (front ends with bearer tokens) but still refuses a wrong one.
+    #[arg(long, env = "CAIRN_TLS_CLIENT_AUTH", default_value = "required")]
+    pub tls_client_auth: ClientAuth,
+
     /// Key of the keyed hashes that erasure leaves of a person's identifiers
     /// (suppression records). Unset: the HS256 token key, or a fixed local
     /// trial key when authentication is off.
@@ -254,6 +274,15 @@ pub enum UnknownCustomer {
     NotFound,
 }
 
+/// Whether callers must present a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// Every caller presents a certificate the CA signed (mutual TLS).
+    Required,
+    /// A certificate is checked when presented; callers without one get in.
+    Optional,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -323,7 +352,12 @@ impl Settings {
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 IpAddr::V4(v4) => v4.to_string(),
             };
-            format!("http://{host}:{}", self.port(service))
+            let scheme = if self.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}:{}", self.port(service))
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`limits`]: load shedding and the status of oversized messages.
 //! - [`server`]: serving a service with health, reflection and the event hub.
 //! - [`peer`]: gRPC clients for service-to-service calls.
+//! - [`tls`]: TLS on the listeners and mutual TLS between services.
 //! - [`bus`], [`outbox`], [`inbox`]: change events between services, published
 //!   transactionally and consumed idempotently.
 //! - [`storage`]: database connections and migrations.
@@ -32,6 +33,7 @@ pub mod rules;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{ServiceKind, Settings};
 pub use error::{Error, FieldViolation, Result, Violations};

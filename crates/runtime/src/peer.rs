@@ -1,7 +1,8 @@
 //! Calls from one Cairn service to another: through gRPC clients configured
 //! by address (never in-process shortcuts, so services scale and deploy
 //! apart), with a deadline on every call, the caller's trace context and the
-//! service's own token, and retries when the peer is UNAVAILABLE.
+//! service's own token (and client certificate, with TLS on), and retries
+//! when the peer is UNAVAILABLE.
 
 use std::future::Future;
 use std::time::Duration;
@@ -51,8 +52,14 @@ pub fn channel(
     credentials: ServiceCredentials,
     deadline: Duration,
 ) -> Result<PeerChannel> {
-    let endpoint = Endpoint::from_shared(address.to_string())
-        .map_err(|_| Error::internal(format!("the peer address {address} is not a URI")))?
+    let mut endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|_| Error::internal(format!("the peer address {address} is not a URI")))?;
+    if let Some(tls) = credentials.tls() {
+        endpoint = endpoint
+            .tls_config(tls.client())
+            .map_err(|error| Error::internal(format!("TLS towards {address}: {error}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(deadline)
         .tcp_nodelay(true)

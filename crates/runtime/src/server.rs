@@ -60,6 +60,8 @@ pub struct Shared {
     pub settings: Settings,
     /// The token verifier; `None` with authentication off.
     pub verifier: Option<Arc<Verifier>>,
+    /// The listeners' certificates; `None` with TLS off.
+    pub tls: Option<crate::tls::TlsMaterial>,
     /// The event bus.
     pub bus: Arc<dyn EventBus>,
     /// Sessions, counters and caches shared by replicas.
@@ -78,6 +80,7 @@ impl Shared {
         let verifier = Verifier::from_settings(&settings)
             .map_err(Error::FailedPrecondition)?
             .map(Arc::new);
+        let tls = crate::tls::TlsMaterial::from_settings(&settings)?;
         let (bus, state): (Arc<dyn EventBus>, Arc<dyn StateStore>) = match settings.redis_url() {
             Some(url) => {
                 let client = redis::Client::open(url).map_err(|_| {
@@ -121,6 +124,7 @@ impl Shared {
         Ok(Self {
             settings,
             verifier,
+            tls,
             bus,
             state,
             shutdown,
@@ -201,7 +205,13 @@ pub async fn serve(
     let shutdown = shared.shutdown.clone();
     let draining = reporter.clone();
     let names = parts.grpc_services.clone();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &shared.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .map_err(|error| format!("TLS: {error}"))?;
+    }
+    let server = builder
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
         .timeout(settings.default_deadline())
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -215,7 +225,7 @@ pub async fn serve(
                     .await;
             }
         });
-    tracing::info!(service = parts.kind.name(), %address, "serving");
+    tracing::info!(service = parts.kind.name(), %address, tls = shared.tls.is_some(), "serving");
 
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
     let mut server = std::pin::pin!(server);

@@ -10,7 +10,7 @@ use cairn_contract::events::v1::SurveyAnswered;
 use cairn_contract::events::v1::change_event::Payload;
 use cairn_contract::feedback::v1 as pb;
 use cairn_contract::feedback::v1::feedback_service_server::FeedbackService;
-use cairn_runtime::auth::ScopeTable;
+use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, channel, check_name, timestamp_from_proto};
 use cairn_runtime::outbox;
 use cairn_runtime::pagination::{decode_token, encode_token, page_size};
@@ -70,6 +70,26 @@ impl FeedbackApi {
             profiles,
             inviter,
         }
+    }
+
+    /// The profile id of the customer a request concerns, if `caller` may
+    /// touch their data: the one place where this service holds a
+    /// customer's token to that customer ([`Principal::admit`]). With
+    /// `create`, an identifier seen for the first time gets an anonymous
+    /// profile, except for a customer's token, which only ever names its own.
+    async fn customer_of(
+        &self,
+        caller: &Principal,
+        field: &str,
+        customer: &CustomerReference,
+        create: bool,
+    ) -> Result<Uuid> {
+        let found = if create && !caller.is_customer() {
+            self.profiles.resolve(field, customer).await
+        } else {
+            self.profiles.find(field, customer).await
+        };
+        caller.admit(found, |profile_id| *profile_id)
     }
 
     async fn survey(&self, field: &str, id: &str) -> Result<Survey> {
@@ -517,6 +537,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::SubmitSurveyResponseRequest>,
     ) -> Result<Response<pb::SubmitSurveyResponseResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         if request.request_id.is_empty() {
@@ -558,6 +579,9 @@ impl FeedbackService for FeedbackApi {
         }
         violations.finish()?;
         if let Some(stored) = self.store.response_by_request(&request.request_id).await? {
+            let stored = caller.admit(Ok(stored), |stored| {
+                Uuid::parse_str(&stored.profile_id).unwrap_or_default()
+            })?;
             return Ok(Response::new(pb::SubmitSurveyResponseResponse {
                 response: Some(convert::response_to_proto(&stored)),
                 duplicate: true,
@@ -574,8 +598,7 @@ impl FeedbackService for FeedbackApi {
         let answers = convert::answers(wire.answers);
         let scores = survey.check_answers("response.answers", &answers)?;
         let profile_id = self
-            .profiles
-            .resolve("response.customer", &checked(customer)?)
+            .customer_of(&caller, "response.customer", &checked(customer)?, true)
             .await?;
         let invitation_id = if wire.invitation_id.is_empty() {
             None
@@ -823,6 +846,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::CreateTicketResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let wire = required("ticket", request.ticket)?;
         let mut violations = Violations::new();
@@ -860,8 +884,7 @@ impl FeedbackService for FeedbackApi {
             .and_then(|t| violations.check(timestamp_from_proto("ticket.due_time", t)));
         violations.finish()?;
         let profile_id = self
-            .profiles
-            .resolve("ticket.customer", &checked(customer)?)
+            .customer_of(&caller, "ticket.customer", &checked(customer)?, true)
             .await?;
         let segments = self.profiles.segments(profile_id).await?;
         let now = Utc::now();
@@ -892,7 +915,11 @@ impl FeedbackService for FeedbackApi {
             create_time: now,
             update_time: now,
         };
-        let view = self.store.create_ticket(NewTicket { row, skills }).await?;
+        // A reused request id answers the ticket it made: only to its customer.
+        let view = caller.admit(
+            self.store.create_ticket(NewTicket { row, skills }).await,
+            |view| Uuid::parse_str(&view.ticket.profile_id).unwrap_or_default(),
+        )?;
         Ok(Response::new(pb::CreateTicketResponse {
             ticket: Some(convert::ticket_to_proto(&view)),
         }))
@@ -902,11 +929,14 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::GetTicketResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let reference = request.into_inner().ticket_id;
         if reference.is_empty() {
             return Err(Error::invalid("ticket_id", "required").into());
         }
-        let row = self.store.find_ticket(&reference).await?;
+        let row = caller.admit(self.store.find_ticket(&reference).await, |row| {
+            Uuid::parse_str(&row.profile_id).unwrap_or_default()
+        })?;
         let view = self.store.ticket_view(row).await?;
         Ok(Response::new(pb::GetTicketResponse {
             ticket: Some(convert::ticket_to_proto(&view)),
@@ -917,6 +947,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::ListTicketsRequest>,
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer = request
@@ -943,8 +974,15 @@ impl FeedbackService for FeedbackApi {
         let after = violations.check(decode_token(&request.page_token));
         violations.finish()?;
         let profile_id = match customer.flatten() {
-            Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
-            None => None,
+            Some(customer) => Some(
+                self.customer_of(&caller, "customer", &customer, false)
+                    .await?
+                    .to_string(),
+            ),
+            None => {
+                caller.require_not_customer("listing tickets without a customer")?;
+                None
+            }
         };
         let filter = TicketFilter {
             profile_id,

@@ -16,6 +16,7 @@ use crate::domain::definition::{
 };
 use crate::domain::progress::{JourneyStatus, Transition};
 use crate::storage::journeys::{JourneyState, etag_of};
+use cairn_runtime::auth::Principal;
 
 /// A wire duration named `field` as a document writes it; empty when unset.
 fn duration_text(
@@ -351,6 +352,7 @@ impl JourneyApi {
 
     pub(super) async fn get_state(
         &self,
+        caller: &Principal,
         request: pb::GetJourneyStateRequest,
     ) -> Result<pb::GetJourneyStateResponse> {
         let mut violations = Violations::new();
@@ -361,7 +363,9 @@ impl JourneyApi {
         ));
         violations.finish()?;
         let customer = customer.ok_or_else(|| Error::internal("checked customer missing"))?;
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(caller, "customer", &customer, false)
+            .await?;
         let state = self
             .store
             .journeys()

@@ -10,7 +10,7 @@ pub mod watch;
 use cairn_contract::journey::v1 as pb;
 use cairn_contract::journey::v1::journey_service_server::JourneyService;
 use cairn_runtime::Error;
-use cairn_runtime::auth::ScopeTable;
+use cairn_runtime::auth::{Principal, ScopeTable};
 use tonic::{Request, Response, Status};
 
 use crate::profiles::ProfileDirectory;
@@ -162,21 +162,48 @@ type AckStream = std::pin::Pin<
 >;
 
 impl JourneyApi {
+    /// The profile id of the customer a request concerns, if `caller` may
+    /// touch their data: the one place where this service holds a
+    /// customer's token to that customer ([`Principal::admit`]). With
+    /// `create`, an identifier seen for the first time gets an anonymous
+    /// profile, except for a customer's token, which only ever names its own.
+    pub(crate) async fn customer_of(
+        &self,
+        caller: &Principal,
+        field: &str,
+        customer: &CustomerReference,
+        create: bool,
+    ) -> cairn_runtime::Result<uuid::Uuid> {
+        let found = if create && !caller.is_customer() {
+            self.profiles.resolve(field, customer).await
+        } else {
+            self.profiles.find(field, customer).await
+        };
+        caller.admit(found, |profile_id| *profile_id)
+    }
+
     /// Checks, resolves and stores one touchpoint named `field`; returns it
     /// and whether it was stored before.
     async fn record_one(
         &self,
+        caller: &Principal,
         field: &str,
         wire: pb::Touchpoint,
     ) -> cairn_runtime::Result<(crate::domain::Touchpoint, bool)> {
         let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?;
-        // A retry of a stored touchpoint is answered without asking the profile service.
+        // A retry of a stored touchpoint is answered without asking the
+        // profile service, and only to a caller who may see it.
         if let Some(stored) = self.store.find(&incoming.id).await? {
+            let stored = caller.admit(Ok(stored), |touchpoint| touchpoint.profile_id)?;
             return Ok((stored, true));
         }
         let profile_id = self
-            .profiles
-            .resolve(&format!("{field}.customer"), &incoming.customer)
+            .customer_of(
+                caller,
+                &format!("{field}.customer"),
+                &incoming.customer,
+                true,
+            )
             .await?;
         let journeys = self.store.journeys();
         let heads = journeys.heads(journeys.database(), true).await?;
@@ -197,11 +224,12 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::RecordTouchpointRequest>,
     ) -> Result<Response<pb::RecordTouchpointResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let wire = request
             .into_inner()
             .touchpoint
             .ok_or_else(|| Error::invalid("touchpoint", "required"))?;
-        let (stored, duplicate) = self.record_one("touchpoint", wire).await?;
+        let (stored, duplicate) = self.record_one(&caller, "touchpoint", wire).await?;
         Ok(Response::new(pb::RecordTouchpointResponse {
             touchpoint: Some(convert::touchpoint_to_proto(&stored)),
             duplicate,
@@ -212,6 +240,7 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::RecordTouchpointsRequest>,
     ) -> Result<Response<pb::RecordTouchpointsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let touchpoints = request.into_inner().touchpoints;
         if touchpoints.is_empty() || touchpoints.len() > 1000 {
             return Err(Error::invalid("touchpoints", "between 1 and 1000 touchpoints").into());
@@ -220,7 +249,7 @@ impl JourneyService for JourneyApi {
         for (index, wire) in touchpoints.into_iter().enumerate() {
             let touchpoint_id = wire.touchpoint_id.clone();
             let outcome = self
-                .record_one(&format!("touchpoints[{index}]"), wire)
+                .record_one(&caller, &format!("touchpoints[{index}]"), wire)
                 .await;
             results.push(touchpoint_result(index as i64, touchpoint_id, outcome));
         }
@@ -231,6 +260,7 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::ListTimelineRequest>,
     ) -> Result<Response<pb::ListTimelineResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -262,7 +292,9 @@ impl JourneyService for JourneyApi {
         let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(&caller, "customer", &customer, false)
+            .await?;
         let filter = TimelineFilter {
             channels,
             kinds,
@@ -330,7 +362,8 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::GetJourneyStateRequest>,
     ) -> Result<Response<pb::GetJourneyStateResponse>, Status> {
-        answer(self.get_state(request.into_inner()).await)
+        let caller = Principal::of(&request)?;
+        answer(self.get_state(&caller, request.into_inner()).await)
     }
 
     async fn list_journey_states(
@@ -351,28 +384,32 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        answer(self.get_session_of(request.into_inner()).await)
+        let caller = Principal::of(&request)?;
+        answer(self.get_session_of(&caller, request.into_inner()).await)
     }
 
     async fn resume_session(
         &self,
         request: Request<pb::ResumeSessionRequest>,
     ) -> Result<Response<pb::ResumeSessionResponse>, Status> {
-        answer(self.resume_session_of(request.into_inner()).await)
+        let caller = Principal::of(&request)?;
+        answer(self.resume_session_of(&caller, request.into_inner()).await)
     }
 
     async fn update_session(
         &self,
         request: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
-        answer(self.update_session_of(request.into_inner()).await)
+        let caller = Principal::of(&request)?;
+        answer(self.update_session_of(&caller, request.into_inner()).await)
     }
 
     async fn end_session(
         &self,
         request: Request<pb::EndSessionRequest>,
     ) -> Result<Response<pb::EndSessionResponse>, Status> {
-        answer(self.end_session_of(request.into_inner()).await)
+        let caller = Principal::of(&request)?;
+        answer(self.end_session_of(&caller, request.into_inner()).await)
     }
 
     async fn list_abandonments(
@@ -416,6 +453,7 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<tonic::Streaming<pb::StreamTouchpointsRequest>>,
     ) -> Result<Response<AckStream>, Status> {
+        let caller = Principal::of(&request)?;
         let mut incoming = request.into_inner();
         let api = self.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
@@ -433,7 +471,9 @@ impl JourneyService for JourneyApi {
                 let mut results = Vec::with_capacity(message.touchpoints.len());
                 for wire in message.touchpoints {
                     let touchpoint_id = wire.touchpoint_id.clone();
-                    let outcome = api.record_one(&format!("touchpoints[{index}]"), wire).await;
+                    let outcome = api
+                        .record_one(&caller, &format!("touchpoints[{index}]"), wire)
+                        .await;
                     results.push(touchpoint_result(index, touchpoint_id, outcome));
                     index += 1;
                 }

@@ -14,6 +14,7 @@ use crate::domain::session::{
     CartItem, MAX_CART_ITEMS, MAX_CONTEXT_ENTRIES, MAX_TEXT_BYTES, Session, SessionChange,
 };
 use crate::domain::touchpoint::MAX_PROPERTY_VALUE_BYTES;
+use cairn_runtime::auth::Principal;
 
 /// The wire form of a session that expires `idle` after its last change.
 pub fn session_to_proto(session: &Session, idle: std::time::Duration) -> pb::Session {
@@ -155,10 +156,13 @@ fn session_not_found() -> Error {
 impl JourneyApi {
     pub(super) async fn get_session_of(
         &self,
+        caller: &Principal,
         request: pb::GetSessionRequest,
     ) -> Result<pb::GetSessionResponse> {
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(caller, "customer", &customer, false)
+            .await?;
         let session = self
             .sessions
             .get(&profile_id.to_string())
@@ -171,6 +175,7 @@ impl JourneyApi {
 
     pub(super) async fn resume_session_of(
         &self,
+        caller: &Principal,
         request: pb::ResumeSessionRequest,
     ) -> Result<pb::ResumeSessionResponse> {
         let mut violations = Violations::new();
@@ -181,7 +186,9 @@ impl JourneyApi {
         let (Some(customer), Some(channel)) = (customer, channel) else {
             return Err(Error::internal("checked fields missing"));
         };
-        let profile_id = self.profiles.resolve("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(caller, "customer", &customer, true)
+            .await?;
         let (session, started) = self
             .sessions
             .resume(&profile_id.to_string(), channel as i32)
@@ -194,6 +201,7 @@ impl JourneyApi {
 
     pub(super) async fn update_session_of(
         &self,
+        caller: &Principal,
         request: pb::UpdateSessionRequest,
     ) -> Result<pb::UpdateSessionResponse> {
         let mut violations = Violations::new();
@@ -211,7 +219,9 @@ impl JourneyApi {
         let (Some(customer), Some(channel), Some(change)) = (customer, channel, change) else {
             return Err(Error::internal("checked fields missing"));
         };
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(caller, "customer", &customer, false)
+            .await?;
         let session = self
             .sessions
             .update(
@@ -228,10 +238,13 @@ impl JourneyApi {
 
     pub(super) async fn end_session_of(
         &self,
+        caller: &Principal,
         request: pb::EndSessionRequest,
     ) -> Result<pb::EndSessionResponse> {
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(caller, "customer", &customer, false)
+            .await?;
         if !self.sessions.end(&profile_id.to_string()).await? {
             return Err(session_not_found());
         }
