@@ -12,6 +12,7 @@ mod context;
 mod contract;
 mod entrypoint;
 mod events;
+mod faults;
 mod groups;
 mod journeys;
 mod journeys_as_code;
