@@ -101,7 +101,6 @@ impl FaultProxy {
     }
 
     /// Accepts connections on the same address again.
-    #[must_use = "restoring happens when awaited"]
     pub async fn restore(&self) {
         let mut attempts = 0;
         let listener = loop {
