@@ -13,6 +13,7 @@ mod contract;
 mod embedded;
 mod entrypoint;
 mod events;
+mod faults;
 mod feedback;
 mod groups;
 mod journeys;

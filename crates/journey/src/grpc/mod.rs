@@ -104,21 +104,6 @@ pub(crate) fn time_range(
     Ok((start, end))
 }
 
-/// A `grpc-timeout` header value ("500m", "2S") as a duration.
-fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
-    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = amount.parse().ok()?;
-    Some(match unit {
-        "H" => std::time::Duration::from_secs(amount * 3600),
-        "M" => std::time::Duration::from_secs(amount * 60),
-        "S" => std::time::Duration::from_secs(amount),
-        "m" => std::time::Duration::from_millis(amount),
-        "u" => std::time::Duration::from_micros(amount),
-        "n" => std::time::Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
 /// Answers a handler's result on the wire, mapping domain errors in one place.
 fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
@@ -442,7 +427,7 @@ impl JourneyService for JourneyApi {
             .metadata()
             .get("grpc-timeout")
             .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout)
+            .and_then(cairn_runtime::deadline::parse_grpc_timeout)
             .map_or(self.context_deadline, |asked| {
                 asked.mul_f64(0.9).min(self.context_deadline)
             });
