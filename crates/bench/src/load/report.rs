@@ -262,7 +262,7 @@ fn number(value: f64) -> String {
         let text = whole.to_string();
         let mut grouped = String::new();
         for (i, digit) in text.chars().enumerate() {
-            if i > 0 && (text.len() - i) % 3 == 0 {
+            if i > 0 && (text.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(digit);

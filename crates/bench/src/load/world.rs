@@ -89,7 +89,7 @@ impl World {
             self.seed_profile_chunk(db, from, to).await?;
             from = to;
             self.profiles = to;
-            if to % 200_000 == 0 || to == total {
+            if to.is_multiple_of(200_000) || to == total {
                 eprintln!(
                     "  seeded {to} profiles ({:.0} s)",
                     started.elapsed().as_secs_f64()
