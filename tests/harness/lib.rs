@@ -9,6 +9,7 @@
 //! missing, a test fails at once saying which, instead of hanging.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod proxy;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -136,6 +137,7 @@ pub struct TestApp {
     pub settings: Settings,
     shutdown: CancellationToken,
     suite: Option<Suite>,
+    client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// The HS256 key of test suites.
@@ -186,7 +188,12 @@ pub async fn spawn_on(
     let suite = Suite::start(settings, &options.services, shutdown.clone())
         .await
         .unwrap_or_else(|error| panic!("the suite did not start: {error}"));
+    // With TLS on, the test's clients present the suite's own certificate.
+    let client_tls = cairn_runtime::tls::TlsMaterial::from_settings(&suite.shared.settings)
+        .unwrap_or_else(|error| panic!("the suite's TLS files: {error}"))
+        .map(|material| material.client());
     let app = TestApp {
+        client_tls,
         addresses: suite.addresses.clone(),
         settings: suite.shared.settings.clone(),
         database,
@@ -203,6 +210,17 @@ pub async fn spawn_on(
 /// The interceptor of test clients: adds the bearer token, if any.
 #[derive(Clone)]
 pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// An interceptor that sends `token` as the bearer token.
+    pub fn token(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|_| panic!("token is ascii")),
+        ))
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -232,16 +250,48 @@ impl TestApp {
         .unwrap_or_else(|error| panic!("minting a token: {error}"))
     }
 
-    /// A plain channel to `service`.
+    /// A token of a customer-facing front end acting for the customer
+    /// `profile_id`, with `scopes`, signed with the suite's key.
+    pub fn customer_token(&self, profile_id: &str, scopes: &[&str]) -> String {
+        auth::mint_customer_token(
+            &SecretString::from(TEST_KEY),
+            "web-front-end",
+            uuid::Uuid::parse_str(profile_id).unwrap_or_else(|_| panic!("{profile_id} is a UUID")),
+            scopes,
+            Duration::from_secs(600),
+            None,
+            None,
+        )
+        .unwrap_or_else(|error| panic!("minting a token: {error}"))
+    }
+
+    /// A channel to `service` whose calls carry the bearer `token`.
+    pub async fn with_token(&self, service: ServiceKind, token: &str) -> AuthedChannel {
+        let value = format!("Bearer {token}")
+            .parse()
+            .unwrap_or_else(|_| panic!("token is ascii"));
+        InterceptedService::new(self.channel(service).await, Bearer(Some(value)))
+    }
+
+    /// A plain channel to `service` (over TLS with the suite's certificate
+    /// when the suite serves TLS).
     pub async fn channel(&self, service: ServiceKind) -> Channel {
         let address = self.addresses[&service];
-        tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .unwrap_or_else(|error| panic!("{error}"))
-            .connect()
-            .await
-            .unwrap_or_else(|error| {
-                panic!("cannot connect to the {service} service at {address}: {error}")
-            })
+        let scheme = if self.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        if let Some(tls) = &self.client_tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        endpoint.connect().await.unwrap_or_else(|error| {
+            panic!("cannot connect to the {service} service at {address}: {error}")
+        })
     }
 
     /// A channel to `service` whose calls carry a token with `scopes` (none: no token).
@@ -402,6 +452,50 @@ pub fn identifier(
         r#type: kind as i32,
         value: value.into(),
         custom_type: String::new(),
+    }
+}
+
+/// A customer reference by `identifier`.
+pub fn by_identifier(
+    identifier: cairn_contract::common::v1::Identifier,
+) -> cairn_contract::common::v1::CustomerRef {
+    cairn_contract::common::v1::CustomerRef {
+        customer: Some(cairn_contract::common::v1::customer_ref::Customer::Identifier(identifier)),
+    }
+}
+
+/// A touchpoint `id` of `who` on `channel`, of `kind`, that happened
+/// `minutes_ago`, with string `properties`.
+pub fn touchpoint(
+    id: &str,
+    who: cairn_contract::common::v1::Identifier,
+    channel: cairn_contract::common::v1::Channel,
+    kind: cairn_contract::journey::v1::TouchpointType,
+    minutes_ago: u64,
+    properties: &[(&str, &str)],
+) -> cairn_contract::journey::v1::Touchpoint {
+    cairn_contract::journey::v1::Touchpoint {
+        touchpoint_id: id.into(),
+        customer: Some(by_identifier(who)),
+        channel: channel as i32,
+        r#type: kind as i32,
+        occurred_at: Some(prost_types::Timestamp::from(
+            std::time::SystemTime::now() - Duration::from_secs(minutes_ago * 60),
+        )),
+        properties: properties
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    cairn_contract::common::v1::Value {
+                        kind: Some(cairn_contract::common::v1::value::Kind::StringValue(
+                            value.to_string(),
+                        )),
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
     }
 }
 

@@ -2,18 +2,30 @@
 //! with its own suite, database and Redis prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod abandonment;
+mod analytics;
 mod attributes;
 mod auth;
 mod bus;
 mod consent;
+mod context;
 mod contract;
+mod embedded;
+mod entrypoint;
 mod events;
+mod faults;
+mod feedback;
 mod groups;
+mod journeys;
+mod journeys_as_code;
 mod lifecycle;
 mod limits;
 mod portability;
 mod profiles;
 mod recommendation;
+mod security;
 mod segments;
+mod sessions;
+mod stream_restart;
 mod timeline;
 mod tracing_context;

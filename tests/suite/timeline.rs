@@ -18,18 +18,7 @@ fn touchpoint(
     kind: TouchpointType,
     minutes_ago: u64,
 ) -> Touchpoint {
-    Touchpoint {
-        touchpoint_id: id.into(),
-        customer: Some(CustomerRef {
-            customer: Some(customer_ref::Customer::Identifier(who)),
-        }),
-        channel: channel as i32,
-        r#type: kind as i32,
-        occurred_at: Some(prost_types::Timestamp::from(
-            std::time::SystemTime::now() - Duration::from_secs(minutes_ago * 60),
-        )),
-        ..Default::default()
-    }
+    cairn_tests::touchpoint(id, who, channel, kind, minutes_ago, &[])
 }
 
 #[tokio::test]

@@ -3,7 +3,12 @@
 //!
 //! # Layout
 //! - [`Suite`]: binds, starts and stops services.
-//! - `main.rs`: the `cairn` command line (serve, migrate, token).
+//! - [`cli`]: the `cairn` command line (serve, migrate, token, journeys),
+//!   parsed by `main.rs` and by the tests of the image's entrypoint arguments.
+//! - [`journeys`]: journeys as code (`cairn journeys apply`).
+
+pub mod cli;
+pub mod journeys;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,61 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn::Suite;
+use cairn::cli::{Cli, Command, JourneysCommand, selected_services};
 use cairn_runtime::server::termination_signal;
 use cairn_runtime::{ServiceKind, Settings, auth, metrics, telemetry};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
-
-/// Cairn: one view of each customer across every channel, their journeys,
-/// the next best action, and their feedback.
-#[derive(Parser)]
-#[command(name = "cairn", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the suite: every service, or those named with --only.
-    Serve {
-        /// Serve only this service (repeatable); what a Kubernetes Deployment runs.
-        #[arg(long, value_enum)]
-        only: Vec<ServiceKind>,
-        #[command(flatten)]
-        settings: Settings,
-    },
-    /// Apply pending database migrations and exit (a Kubernetes Job before a rollout).
-    Migrate {
-        /// Migrate only this service (repeatable).
-        #[arg(long, value_enum)]
-        only: Vec<ServiceKind>,
-        #[command(flatten)]
-        settings: Settings,
-    },
-    /// Print a bearer token signed with CAIRN_AUTH_HS256_KEY, for trials and tests.
-    Token {
-        /// A scope to grant, for example profile.read (repeatable).
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// Who the token names.
-        #[arg(long, default_value = "cairn-cli")]
-        subject: String,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl_secs: u64,
-        #[command(flatten)]
-        settings: Settings,
-    },
-}
-
-fn chosen(only: Vec<ServiceKind>) -> Vec<ServiceKind> {
-    if only.is_empty() {
-        ServiceKind::ALL.to_vec()
-    } else {
-        only
-    }
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -74,8 +24,24 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { only, settings } => serve(chosen(only), settings).await,
-        Command::Migrate { only, settings } => migrate(chosen(only), settings).await,
+        Command::Serve { only, settings } => serve(selected_services(&only), settings).await,
+        Command::Migrate { only, settings } => migrate(selected_services(&only), settings).await,
+        Command::Journeys {
+            command:
+                JourneysCommand::Apply {
+                    paths,
+                    address,
+                    token,
+                    dry_run,
+                },
+        } => {
+            let outcomes =
+                cairn::journeys::apply(&address, token.as_deref(), &paths, dry_run).await?;
+            for outcome in outcomes {
+                println!("{outcome}");
+            }
+            Ok(())
+        }
         Command::Token {
             scopes,
             subject,

@@ -64,3 +64,43 @@ impl EventHandler for ErasureHandler {
         Ok(())
     }
 }
+
+/// Keeps sessions with their people: on `profile.erased` the sessions of
+/// the person's profiles are deleted; on `profile.merged` the merged
+/// profile's session goes to the survivor. Its own consumer group, so that
+/// a state-store outage delays only this work, never the database's.
+pub struct SessionFollower {
+    sessions: crate::storage::sessions::SessionStore,
+}
+
+impl SessionFollower {
+    /// A follower of `sessions`.
+    pub fn new(sessions: crate::storage::sessions::SessionStore) -> Self {
+        Self { sessions }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for SessionFollower {
+    fn topics(&self) -> Vec<String> {
+        vec!["profile.erased".into(), "profile.merged".into()]
+    }
+
+    async fn handle(&self, event: &ChangeEvent) -> Result<()> {
+        match &event.payload {
+            Some(Payload::ProfileMerged(merged)) => {
+                self.sessions
+                    .follow_merge(&event.profile_id, &merged.merged_profile_id)
+                    .await
+            }
+            Some(Payload::ProfileErased(erased)) => {
+                self.sessions.end(&event.profile_id).await?;
+                for profile_id in &erased.merged_profile_ids {
+                    self.sessions.end(profile_id).await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -8,10 +8,13 @@
 //! - [`profiles`]: calls to the profile service.
 //! - [`erasure`]: what the service does on `profile.erased`.
 
+pub mod deadlines;
 pub mod domain;
 pub mod erasure;
+pub mod feedback;
 pub mod grpc;
 pub mod profiles;
+pub mod recommendations;
 pub mod storage;
 
 use std::sync::Arc;
@@ -26,7 +29,9 @@ use cairn_runtime::{Result, ServiceKind, Settings, peer, storage as db};
 use tonic::service::Routes;
 
 use crate::storage::TouchpointStore;
+use crate::storage::journeys::JourneyStore;
 use crate::storage::migration::Migrator;
+use crate::storage::sessions::SessionStore;
 
 /// Applies the journey service's migrations to its database.
 pub async fn migrate(settings: &Settings) -> Result<()> {
@@ -47,7 +52,14 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("journey_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
-    let store = TouchpointStore::new(db.clone(), outbox, Inbox::new("journey_inbox"));
+    let journeys = JourneyStore::new(db.clone(), outbox.clone());
+    journeys.seed(&domain::definition::built_in()).await?;
+    let store = TouchpointStore::new(
+        db.clone(),
+        outbox.clone(),
+        Inbox::new("journey_inbox"),
+        journeys.clone(),
+    );
     spawn_consumer(
         shared.bus.clone(),
         ConsumerOptions::new("journey"),
@@ -57,10 +69,51 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     let credentials = ServiceCredentials::from_settings(settings, "journey");
     let profiles = profiles::ProfileDirectory::new(peer::channel(
         &settings.peer_address(ServiceKind::Profile),
-        credentials,
+        credentials.clone(),
         settings.peer_deadline(),
     )?);
-    let api = grpc::JourneyApi::new(store, profiles);
+    let recommendations = recommendations::Recommendations::new(peer::channel(
+        &settings.peer_address(ServiceKind::Recommendation),
+        credentials.clone(),
+        settings.peer_deadline(),
+    )?);
+    deadlines::DeadlineWorker::new(
+        journeys.clone(),
+        outbox,
+        recommendations.clone(),
+        std::time::Duration::from_millis(settings.reengagement_retry_ms.max(1)),
+    )
+    .spawn(
+        std::time::Duration::from_millis(settings.deadline_poll_ms.max(10)),
+        shared.shutdown.clone(),
+    );
+    let sessions = SessionStore::new(
+        shared.state.clone(),
+        std::time::Duration::from_secs(settings.session_idle_seconds.max(1)),
+    );
+    spawn_consumer(
+        shared.bus.clone(),
+        ConsumerOptions::new("journey-sessions"),
+        Arc::new(erasure::SessionFollower::new(sessions.clone())),
+        shared.shutdown.clone(),
+    );
+    let feedback = feedback::FeedbackDesk::new(peer::channel(
+        &settings.peer_address(ServiceKind::Feedback),
+        credentials.clone(),
+        settings.peer_deadline(),
+    )?);
+    let api = grpc::JourneyApi::new(
+        store,
+        sessions,
+        grpc::Peers {
+            profiles,
+            recommendations,
+            feedback,
+        },
+        shared.bus.clone(),
+        shared.shutdown.clone(),
+        settings.peer_deadline(),
+    );
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Journey,

@@ -4,10 +4,11 @@
 use cairn_contract::profile::v1 as profile;
 use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
 use cairn_runtime::common::CustomerReference;
-use cairn_runtime::peer::{PeerChannel, with_retry};
-use cairn_runtime::{Error, FieldViolation, Result};
-use tonic::Code;
-use tonic_types::StatusExt;
+use cairn_runtime::peer::{PeerChannel, refusal_about, with_retry};
+use cairn_runtime::{Error, Result};
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// Resolves customer references to profile ids through the profile service.
@@ -28,7 +29,64 @@ impl ProfileDirectory {
     /// survivor; an identifier seen for the first time gets an anonymous
     /// profile. `field` names the reference in errors.
     pub async fn resolve(&self, field: &str, customer: &CustomerReference) -> Result<Uuid> {
-        let outcome = match customer {
+        let profile = self
+            .ask(customer)
+            .await
+            .map_err(|status| refusal_about(field, status))?;
+        profile_id(profile)
+    }
+
+    /// The profile ids of many references (each named by its field in its
+    /// error), in their order: each distinct reference is asked once, and
+    /// up to [`RESOLVES_IN_FLIGHT`] are asked at a time. What a batch of
+    /// touchpoints uses, where many touchpoints name the same customer.
+    pub async fn resolve_all(
+        &self,
+        customers: &[(String, &CustomerReference)],
+    ) -> Vec<Result<Uuid>> {
+        use futures::StreamExt;
+        let mut distinct: Vec<&CustomerReference> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let slots: Vec<usize> = customers
+            .iter()
+            .map(|(_, customer)| {
+                *position.entry(format!("{customer:?}")).or_insert_with(|| {
+                    distinct.push(customer);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        // Owned futures, collected before they are polled: a lazily mapped
+        // stream of borrowing futures is not Send for every lifetime.
+        let asks: Vec<_> = distinct
+            .into_iter()
+            .map(|customer| {
+                let (directory, customer) = (self.clone(), customer.clone());
+                async move { directory.ask(&customer).await }
+            })
+            .collect();
+        let answers: Vec<std::result::Result<Option<profile::Profile>, Status>> =
+            futures::stream::iter(asks)
+                .buffered(RESOLVES_IN_FLIGHT)
+                .collect()
+                .await;
+        customers
+            .iter()
+            .zip(slots)
+            .map(|((field, _), slot)| match &answers[slot] {
+                Ok(profile) => profile_id(profile.clone()),
+                Err(status) => Err(refusal_about(field, status.clone())),
+            })
+            .collect()
+    }
+
+    /// The profile service's answer about `customer`, creating an anonymous
+    /// profile for an identifier seen for the first time.
+    async fn ask(
+        &self,
+        customer: &CustomerReference,
+    ) -> std::result::Result<Option<profile::Profile>, Status> {
+        match customer {
             CustomerReference::ProfileId(_) => with_retry(|| {
                 let mut client = self.client.clone();
                 let request = profile::GetProfileRequest {
@@ -49,12 +107,18 @@ impl ProfileDirectory {
             })
             .await
             .map(|response| response.into_inner().profile),
-        };
-        let profile = outcome.map_err(|status| peer_error(field, status))?;
-        let id = profile.map(|p| p.profile_id).unwrap_or_default();
-        Uuid::parse_str(&id)
-            .map_err(|_| Error::internal("the profile service answered without a profile id"))
+        }
     }
+}
+
+/// Profile-service calls one batch of touchpoints keeps in flight.
+pub const RESOLVES_IN_FLIGHT: usize = 32;
+
+/// The id of a profile the profile service answered with.
+fn profile_id(profile: Option<profile::Profile>) -> Result<Uuid> {
+    let id = profile.map(|p| p.profile_id).unwrap_or_default();
+    Uuid::parse_str(&id)
+        .map_err(|_| Error::internal("the profile service answered without a profile id"))
 }
 
 impl ProfileDirectory {
@@ -70,35 +134,126 @@ impl ProfileDirectory {
         })
         .await
         .map(|response| response.into_inner().profile);
-        let profile = outcome.map_err(|status| peer_error(field, status))?;
+        let profile = outcome.map_err(|status| refusal_about(field, status))?;
         let id = profile.map(|p| p.profile_id).unwrap_or_default();
         Uuid::parse_str(&id)
             .map_err(|_| Error::internal("the profile service answered without a profile id"))
     }
 }
 
-/// The profile service's answer in this caller's terms: its field violations
-/// are re-rooted under `field`, so the caller sees the field it sent.
-fn peer_error(field: &str, status: tonic::Status) -> Error {
-    match status.code() {
-        Code::InvalidArgument => {
-            let violations: Vec<FieldViolation> = status
-                .get_details_bad_request()
-                .map(|bad_request| {
-                    bad_request
-                        .field_violations
-                        .into_iter()
-                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if violations.is_empty() {
-                Error::invalid(field, status.message().to_string())
-            } else {
-                Error::InvalidArgument(violations)
+impl ProfileDirectory {
+    /// The profile `profile_id` and its segments.
+    async fn with_segments(&self, profile_id: Uuid) -> Result<(profile::Profile, Vec<String>)> {
+        let customer = CustomerReference::ProfileId(profile_id).to_proto();
+        let found = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::GetProfileRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.get_profile(request).await }
+        })
+        .await
+        .map_err(|status| refusal_about("customer", status))?
+        .into_inner()
+        .profile
+        .unwrap_or_default();
+        let segments = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = profile::ListProfileSegmentsRequest {
+                customer: Some(customer.clone()),
+            };
+            async move { client.list_profile_segments(request).await }
+        })
+        .await
+        .map_err(|status| refusal_about("customer", status))?
+        .into_inner()
+        .segment_ids;
+        Ok((found, segments))
+    }
+
+    /// The `profile` variable of journey conditions for `profile_id`: its
+    /// attributes and segments, fetched only when some condition reads them.
+    pub async fn rule_variable(&self, profile_id: Uuid) -> Result<serde_json::Value> {
+        let (profile, segments) = self.with_segments(profile_id).await?;
+        let mut attributes = serde_json::Map::new();
+        for (name, value) in profile.attributes {
+            if let Ok(value) = cairn_runtime::common::TypedValue::from_proto(&name, value) {
+                attributes.insert(name, value.to_rule_value());
             }
         }
-        Code::NotFound => Error::not_found("customer", format!("in {field}")),
-        _ => Error::from(status),
+        Ok(serde_json::json!({ "attributes": attributes, "segments": segments }))
+    }
+}
+
+/// The `profile` variable when no condition reads it.
+pub fn empty_rule_variable() -> serde_json::Value {
+    serde_json::json!({ "attributes": {}, "segments": [] })
+}
+
+impl ProfileDirectory {
+    /// Every member of `segment_id` (profile ids), page by page.
+    pub async fn segment_members(
+        &self,
+        segment_id: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut members = std::collections::HashSet::new();
+        let mut page_token = String::new();
+        loop {
+            let request = profile::ListSegmentMembersRequest {
+                segment_id: segment_id.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+            };
+            let page = with_retry(|| {
+                let mut client = self.client.clone();
+                let request = request.clone();
+                async move { client.list_segment_members(request).await }
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::not_found("segment", segment_id),
+                _ => Error::from(status),
+            })?
+            .into_inner();
+            members.extend(page.profile_ids);
+            if page.next_page_token.is_empty() {
+                return Ok(members);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+impl ProfileDirectory {
+    /// A short view of a profile: state, attributes, segments and language.
+    pub async fn summary(
+        &self,
+        profile_id: Uuid,
+    ) -> Result<cairn_contract::journey::v1::ProfileSummary> {
+        let (profile, segment_ids) = self.with_segments(profile_id).await?;
+        let language = profile
+            .attributes
+            .get("language")
+            .and_then(|value| match &value.kind {
+                Some(cairn_contract::common::v1::value::Kind::StringValue(text)) => {
+                    Some(text.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(cairn_contract::journey::v1::ProfileSummary {
+            profile_id: profile.profile_id,
+            state: profile::ProfileState::try_from(profile.state)
+                .map(|state| {
+                    state
+                        .as_str_name()
+                        .trim_start_matches("PROFILE_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default(),
+            attributes: profile.attributes,
+            segment_ids,
+            language,
+        })
     }
 }

@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 use cairn_contract::profile::v1 as profile;
 use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
 use cairn_runtime::common::{CustomerReference, TypedValue, timestamp_from_proto};
-use cairn_runtime::peer::{PeerChannel, with_retry};
-use cairn_runtime::{Error, FieldViolation, Result};
+use cairn_runtime::peer::{PeerChannel, refusal_about, with_retry};
+use cairn_runtime::{Error, Result};
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use tonic::Code;
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::domain::contact::QuietHours;
@@ -100,7 +99,7 @@ impl ProfileDirectory {
         let profile = match outcome {
             Ok(response) => response.into_inner().profile.unwrap_or_default(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
-            Err(status) => return Err(peer_error(field, status)),
+            Err(status) => return Err(refusal_about(field, status)),
         };
         let profile_id = Uuid::parse_str(&profile.profile_id)
             .map_err(|_| Error::internal("the profile service answered without a profile id"))?;
@@ -129,7 +128,7 @@ impl ProfileDirectory {
             async move { client.list_profile_segments(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?;
+        .map_err(|status| refusal_about("customer", status))?;
         Ok(response.into_inner().segment_ids)
     }
 
@@ -145,7 +144,7 @@ impl ProfileDirectory {
             async move { client.list_groups(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?;
+        .map_err(|status| refusal_about("customer", status))?;
         Ok(response
             .into_inner()
             .groups
@@ -179,7 +178,7 @@ impl ProfileDirectory {
             async move { client.check_contact(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?
+        .map_err(|status| refusal_about("customer", status))?
         .into_inner();
         let preferences = response.preferences.unwrap_or_default();
         let time = |text: &str| NaiveTime::parse_from_str(text, "%H:%M").ok();
@@ -199,31 +198,5 @@ impl ProfileDirectory {
             time_zone: preferences.time_zone.parse().ok(),
             quiet_hours,
         })
-    }
-}
-
-/// The profile service's answer in this caller's terms: its field
-/// violations are re-rooted under `field`.
-fn peer_error(field: &str, status: tonic::Status) -> Error {
-    match status.code() {
-        Code::InvalidArgument => {
-            let violations: Vec<FieldViolation> = status
-                .get_details_bad_request()
-                .map(|bad_request| {
-                    bad_request
-                        .field_violations
-                        .into_iter()
-                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if violations.is_empty() {
-                Error::invalid(field, status.message().to_string())
-            } else {
-                Error::InvalidArgument(violations)
-            }
-        }
-        Code::NotFound => Error::not_found("customer", format!("in {field}")),
-        _ => Error::from(status),
     }
 }

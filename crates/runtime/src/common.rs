@@ -58,6 +58,18 @@ impl TypedValue {
         pb::Value { kind: Some(kind) }
     }
 
+    /// The value as rules (CEL) see it: plain JSON, timestamps as RFC 3339
+    /// text, so that every service's rules read values the same way.
+    pub fn to_rule_value(&self) -> serde_json::Value {
+        match self {
+            Self::String(text) => serde_json::Value::String(text.clone()),
+            Self::Number(number) => serde_json::json!(number),
+            Self::Bool(flag) => serde_json::Value::Bool(*flag),
+            Self::Timestamp(time) => serde_json::Value::String(time.to_rfc3339()),
+            Self::List(items) => serde_json::json!(items),
+        }
+    }
+
     /// Bytes the value takes, for size limits.
     pub fn size(&self) -> usize {
         match self {

@@ -130,6 +130,26 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<SecretString>,
 
+    /// PEM certificate chain of this process: its listeners serve TLS with
+    /// it, and it is the client certificate the services present to each
+    /// other. Unset: plain-text gRPC (behind a mesh or on a trusted network).
+    #[arg(long, env = "CAIRN_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate in `CAIRN_TLS_CERT_FILE`.
+    #[arg(long, env = "CAIRN_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM certificate(s) of the authority the suite trusts, required with
+    /// TLS: the services' server certificates are checked against it when
+    /// they call each other, and callers must present a client certificate
+    /// it signed (mutual TLS).
+    #[arg(long, env = "CAIRN_TLS_CA_FILE", requires = "tls_cert_file")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `required` refuses every caller without a client
+    /// certificate the CA signed; `optional` lets callers without one in
+    /// (front ends with bearer tokens) but still refuses a wrong one.
+    #[arg(long, env = "CAIRN_TLS_CLIENT_AUTH", default_value = "required")]
+    pub tls_client_auth: ClientAuth,
+
     /// Key of the keyed hashes that erasure leaves of a person's identifiers
     /// (suppression records). Unset: the HS256 token key, or a fixed local
     /// trial key when authentication is off.
@@ -144,6 +164,20 @@ pub struct Settings {
         default_value_t = 50
     )]
     pub merge_max_identifiers_per_kind: usize,
+
+    /// How long a customer's cross-channel session lives without activity,
+    /// in seconds; any change or resume starts the wait again.
+    #[arg(long, env = "CAIRN_SESSION_IDLE_SECONDS", default_value_t = 1800)]
+    pub session_idle_seconds: u64,
+    /// How often each journey replica looks for positions whose deadline
+    /// passed (abandonment, inactivity) and for re-engagements to retry, in
+    /// milliseconds.
+    #[arg(long, env = "CAIRN_DEADLINE_POLL_MS", default_value_t = 1000)]
+    pub deadline_poll_ms: u64,
+    /// First wait before a failed re-engagement (recommendation unavailable)
+    /// is tried again, in milliseconds; it doubles with each attempt, up to an hour.
+    #[arg(long, env = "CAIRN_REENGAGEMENT_RETRY_MS", default_value_t = 30_000)]
+    pub reengagement_retry_ms: u64,
 
     /// Region (ISO 3166 alpha-2, for example `SE`) of phone numbers written
     /// without a country code; unset means such numbers are refused.
@@ -204,15 +238,17 @@ pub struct Settings {
     /// Largest request or response message, in bytes.
     #[arg(long, env = "CAIRN_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
-    /// Deadline applied to calls that carry none, in milliseconds.
-    /// Streaming calls are not cut by it.
+    /// Deadline applied to calls that carry none, and the longest a call
+    /// with its own deadline gets, in milliseconds; a call past it is
+    /// answered DEADLINE_EXCEEDED. Streaming calls are not cut by it.
     #[arg(long, env = "CAIRN_DEFAULT_DEADLINE_MS", default_value_t = 30_000)]
     pub default_deadline_ms: u64,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "CAIRN_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
     /// Calls a service works on at once; calls beyond it are shed at once with
-    /// RESOURCE_EXHAUSTED instead of queueing without bound.
+    /// UNAVAILABLE (the server is overloaded; retry with backoff) instead of
+    /// queueing without bound.
     #[arg(long, env = "CAIRN_MAX_IN_FLIGHT", default_value_t = 2048)]
     pub max_in_flight: usize,
     /// Time in-flight calls get to finish after SIGTERM, in milliseconds.
@@ -238,6 +274,15 @@ pub enum UnknownCustomer {
     Anonymous,
     /// Answer NOT_FOUND.
     NotFound,
+}
+
+/// Whether callers must present a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// Every caller presents a certificate the CA signed (mutual TLS).
+    Required,
+    /// A certificate is checked when presented; callers without one get in.
+    Optional,
 }
 
 /// How logs are written.
@@ -309,7 +354,12 @@ impl Settings {
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 IpAddr::V4(v4) => v4.to_string(),
             };
-            format!("http://{host}:{}", self.port(service))
+            let scheme = if self.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}:{}", self.port(service))
         })
     }
 

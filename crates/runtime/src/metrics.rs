@@ -28,6 +28,42 @@ pub fn serve_prometheus(address: SocketAddr) -> Result<(), String> {
         .map_err(|error| format!("cannot serve metrics on {address}: {error}"))
 }
 
+/// Every method path the suite serves: the contract's, health and reflection.
+fn known_paths() -> &'static std::collections::HashSet<String> {
+    static PATHS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        use prost::Message;
+        let mut paths = std::collections::HashSet::new();
+        for encoded in [
+            cairn_contract::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else {
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        paths.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        for reflection in ["v1", "v1alpha"] {
+            paths.insert(format!(
+                "/grpc.reflection.{reflection}.ServerReflection/ServerReflectionInfo"
+            ));
+        }
+        paths
+    })
+}
+
 /// Times one call and records it when the call ends.
 pub struct CallTimer {
     service: &'static str,
@@ -36,11 +72,18 @@ pub struct CallTimer {
 }
 
 impl CallTimer {
-    /// Starts timing a call to `path` of `service`.
+    /// Starts timing a call to `path` of `service`. A path that names no
+    /// method of the contract (a scanner's guess) is recorded as "unknown",
+    /// so that callers cannot create metric series without bound.
     pub fn start(service: &'static str, path: &str) -> Self {
+        let method = if known_paths().contains(path) {
+            path.to_string()
+        } else {
+            "unknown".to_string()
+        };
         Self {
             service,
-            method: path.to_string(),
+            method,
             started: Instant::now(),
         }
     }
@@ -59,5 +102,26 @@ impl CallTimer {
             labels.push(("code", code.to_string()));
             metrics::counter!("cairn_rpc_errors_total", &labels).increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_served_methods_get_their_own_series() {
+        let known = CallTimer::start(
+            "journey",
+            "/cairn.journey.v1.JourneyService/RecordTouchpoint",
+        );
+        assert_eq!(
+            known.method,
+            "/cairn.journey.v1.JourneyService/RecordTouchpoint"
+        );
+        let health = CallTimer::start("journey", "/grpc.health.v1.Health/Check");
+        assert_eq!(health.method, "/grpc.health.v1.Health/Check");
+        let guessed = CallTimer::start("journey", "/admin.Secret/Dump");
+        assert_eq!(guessed.method, "unknown");
     }
 }

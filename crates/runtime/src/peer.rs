@@ -1,7 +1,8 @@
 //! Calls from one Cairn service to another: through gRPC clients configured
 //! by address (never in-process shortcuts, so services scale and deploy
 //! apart), with a deadline on every call, the caller's trace context and the
-//! service's own token, and retries when the peer is UNAVAILABLE.
+//! service's own token (and client certificate, with TLS on), and retries
+//! when the peer is UNAVAILABLE.
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,8 +38,12 @@ impl Interceptor for PeerInterceptor {
                 .map_err(|_| Status::internal("the service token is not valid metadata"))?;
             request.metadata_mut().insert("authorization", value);
         }
+        // The caller's deadline, when this runs inside a call, bounds the
+        // peer call too: no work goes on for a caller that has given up.
         if request.metadata().get("grpc-timeout").is_none() {
-            request.set_timeout(self.deadline);
+            let budget =
+                crate::deadline::remaining().map_or(self.deadline, |left| left.min(self.deadline));
+            request.set_timeout(budget);
         }
         Ok(request)
     }
@@ -51,8 +56,14 @@ pub fn channel(
     credentials: ServiceCredentials,
     deadline: Duration,
 ) -> Result<PeerChannel> {
-    let endpoint = Endpoint::from_shared(address.to_string())
-        .map_err(|_| Error::internal(format!("the peer address {address} is not a URI")))?
+    let mut endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|_| Error::internal(format!("the peer address {address} is not a URI")))?;
+    if let Some(tls) = credentials.tls() {
+        endpoint = endpoint
+            .tls_config(tls.client())
+            .map_err(|error| Error::internal(format!("TLS towards {address}: {error}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(deadline)
         .tcp_nodelay(true)
@@ -85,6 +96,39 @@ where
             }
             outcome => return outcome,
         }
+    }
+}
+
+/// Another service's refusal in the caller's terms: its field violations are
+/// re-rooted under `field` (the part of the caller's request that was passed
+/// on), and NOT_FOUND names that field, so the caller sees what it sent.
+pub fn refusal_about(field: &str, status: Status) -> Error {
+    use tonic_types::StatusExt;
+    match status.code() {
+        Code::InvalidArgument => {
+            let violations: Vec<crate::error::FieldViolation> = status
+                .get_details_bad_request()
+                .map(|bad_request| {
+                    bad_request
+                        .field_violations
+                        .into_iter()
+                        .map(|v| {
+                            crate::error::FieldViolation::new(
+                                format!("{field}.{}", v.field),
+                                v.description,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if violations.is_empty() {
+                Error::invalid(field, status.message().to_string())
+            } else {
+                Error::InvalidArgument(violations)
+            }
+        }
+        Code::NotFound => Error::not_found("customer", format!("in {field}")),
+        _ => Error::from(status),
     }
 }
 

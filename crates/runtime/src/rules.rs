@@ -18,6 +18,7 @@ pub const MAX_RULE_BYTES: usize = 4096;
 pub struct Rule {
     source: String,
     program: Arc<cel::Program>,
+    variables: Vec<String>,
 }
 
 impl std::fmt::Debug for Rule {
@@ -84,15 +85,29 @@ impl Rule {
                 ),
             ));
         }
+        let used = program
+            .references()
+            .variables()
+            .into_iter()
+            .filter(|name| variables.contains(name))
+            .map(str::to_string)
+            .collect();
         Ok(Self {
             source: source.to_string(),
             program: Arc::new(program),
+            variables: used,
         })
     }
 
     /// The rule as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// True when the rule reads `variable`: callers skip gathering values
+    /// (a call to another service, say) that no rule needs.
+    pub fn uses(&self, variable: &str) -> bool {
+        self.variables.iter().any(|name| name == variable)
     }
 
     /// Evaluates the rule with `variables` (a JSON object of name → value).

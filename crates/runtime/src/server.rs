@@ -15,14 +15,23 @@ use tonic_health::ServingStatus;
 use crate::auth::{AuthLayer, ScopeTable, Verifier};
 use cairn_state::{MemoryStore, RedisStore, StateStore};
 
+use crate::breaker::{DatabaseBreaker, FailFastLayer};
 use crate::bus::{EventBus, EventHub, MemoryBus, RedisBus};
 use crate::config::{ServiceKind, Settings};
+use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
 use crate::limits::{MessageSizeStatusLayer, ShedLayer};
 use crate::telemetry::TraceLayer;
 
 /// The protobuf name of the event hub, served by every service.
 pub const EVENT_HUB_SERVICE: &str = "cairn.events.v1.EventHubService";
+
+/// The health name that answers SERVING for as long as the process serves
+/// calls, whatever its stores say. Kubernetes' liveness probe asks for it, so
+/// that an outage of PostgreSQL or Redis takes replicas out of rotation
+/// (readiness, on the service's own name) without restarting them all; a
+/// process that stops answering at all is still restarted.
+pub const LIVENESS: &str = "liveness";
 
 /// Checks that a service's own stores answer; health stays NOT_SERVING until they do.
 #[async_trait::async_trait]
@@ -53,6 +62,8 @@ pub struct Shared {
     pub settings: Settings,
     /// The token verifier; `None` with authentication off.
     pub verifier: Option<Arc<Verifier>>,
+    /// The listeners' certificates; `None` with TLS off.
+    pub tls: Option<crate::tls::TlsMaterial>,
     /// The event bus.
     pub bus: Arc<dyn EventBus>,
     /// Sessions, counters and caches shared by replicas.
@@ -60,6 +71,9 @@ pub struct Shared {
     /// Fires on SIGTERM/SIGINT (or when a test stops the suite).
     pub shutdown: CancellationToken,
 }
+
+/// How long a readiness check may wait for a store before it counts as down.
+const READINESS_BOUND: Duration = Duration::from_secs(2);
 
 /// How long connecting to Redis may take before the process gives up.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +85,7 @@ impl Shared {
         let verifier = Verifier::from_settings(&settings)
             .map_err(Error::FailedPrecondition)?
             .map(Arc::new);
+        let tls = crate::tls::TlsMaterial::from_settings(&settings)?;
         let (bus, state): (Arc<dyn EventBus>, Arc<dyn StateStore>) = match settings.redis_url() {
             Some(url) => {
                 let client = redis::Client::open(url).map_err(|_| {
@@ -114,6 +129,7 @@ impl Shared {
         Ok(Self {
             settings,
             verifier,
+            tls,
             bus,
             state,
             shutdown,
@@ -141,11 +157,16 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
+    let breaker = DatabaseBreaker::default();
     spawn_readiness(
         parts.grpc_services.clone(),
         parts.readiness.clone(),
         shared.bus.clone(),
         reporter.clone(),
+        breaker.clone(),
         shared.shutdown.clone(),
     );
 
@@ -184,6 +205,8 @@ pub async fn serve(
         .layer(MessageSizeStatusLayer)
         .layer(ShedLayer::new(settings.max_in_flight))
         .layer(AuthLayer::new(shared.verifier.clone(), scopes))
+        .layer(FailFastLayer::new(breaker, &parts.grpc_services))
+        .layer(DeadlineLayer::new(settings.default_deadline()))
         .into_inner();
 
     let address = listener.local_addr().map_err(|error| error.to_string())?;
@@ -191,9 +214,14 @@ pub async fn serve(
     let shutdown = shared.shutdown.clone();
     let draining = reporter.clone();
     let names = parts.grpc_services.clone();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &shared.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .map_err(|error| format!("TLS: {error}"))?;
+    }
+    let server = builder
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
-        .timeout(settings.default_deadline())
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)
         .add_routes(routes)
@@ -205,7 +233,7 @@ pub async fn serve(
                     .await;
             }
         });
-    tracing::info!(service = parts.kind.name(), %address, "serving");
+    tracing::info!(service = parts.kind.name(), %address, tls = shared.tls.is_some(), "serving");
 
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
     let mut server = std::pin::pin!(server);
@@ -229,12 +257,31 @@ fn spawn_readiness(
     readiness: Arc<dyn Readiness>,
     bus: Arc<dyn EventBus>,
     reporter: tonic_health::server::HealthReporter,
+    breaker: DatabaseBreaker,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut serving = false;
         loop {
-            let ready = readiness.check().await.and(bus.ping().await);
+            // A store that does not answer within the check's bound counts
+            // as down: a stopped PostgreSQL makes the pool retry until its
+            // own timeout, far longer.
+            let database = tokio::time::timeout(READINESS_BOUND, readiness.check())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "the database did not answer the readiness check in time".into(),
+                    ))
+                });
+            breaker.record(database.is_ok());
+            let bus_ready = tokio::time::timeout(READINESS_BOUND, bus.ping())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "the bus did not answer the readiness check in time".into(),
+                    ))
+                });
+            let ready = database.and(bus_ready);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -254,7 +301,7 @@ fn spawn_readiness(
                 serving = now_serving;
             }
             let pause = if serving {
-                Duration::from_secs(5)
+                Duration::from_secs(1)
             } else {
                 Duration::from_millis(200)
             };

@@ -39,6 +39,17 @@ pub trait StateStore: Send + Sync + 'static {
     /// Sets `key` to `value`, expiring after `ttl` without writes.
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError>;
 
+    /// Sets `key` to `value` only if it still holds `expected` (`None`: only
+    /// if it is absent), in one atomic step; true when it was set. What two
+    /// replicas changing one session at once need so that neither change is lost.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StateError>;
+
     /// Removes `key`; true when it existed.
     async fn delete(&self, key: &str) -> Result<bool, StateError>;
 

@@ -49,6 +49,26 @@ impl StateStore for MemoryStore {
         Ok(self.entries().remove(key).is_some())
     }
 
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut entries = self.entries();
+        let now = Instant::now();
+        let current = entries
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(value, _)| value.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        entries.insert(key.to_string(), (value.to_vec(), now + ttl));
+        Ok(true)
+    }
+
     async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StateError> {
         let mut entries = self.entries();
         let now = Instant::now();

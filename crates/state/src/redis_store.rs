@@ -65,6 +65,45 @@ impl StateStore for RedisStore {
         Ok(removed > 0)
     }
 
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let Some(expected) = expected else {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.key(key))
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            return Ok(set.is_some());
+        };
+        // One script, so that nothing changes the key between the compare and the set.
+        let script = redis::Script::new(
+            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                return 1
+              end
+              return 0",
+        );
+        let swapped: i64 = script
+            .key(self.key(key))
+            .arg(expected)
+            .arg(value)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)?;
+        Ok(swapped == 1)
+    }
+
     async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, StateError> {
         // One round trip, and the expiry is set only when the counter is new,
         // so a window keeps its start.

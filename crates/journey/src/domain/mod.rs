@@ -1,6 +1,11 @@
-//! The journey domain, free of gRPC and SQL.
+//! The journey service's domain: touchpoints, journey definitions and how
+//! customers move through them, free of gRPC and storage.
 
-mod touchpoint;
+pub mod analytics;
+pub mod definition;
+pub mod progress;
+pub mod session;
+pub mod touchpoint;
 
 pub use touchpoint::{
     MAX_FUTURE_SKEW, MAX_PROPERTIES, MAX_PROPERTY_VALUE_BYTES, MAX_TOUCHPOINT_ID_BYTES, Properties,

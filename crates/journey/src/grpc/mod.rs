@@ -1,11 +1,16 @@
 //! The gRPC face of the journey service.
 
+pub mod analytics;
+pub mod context;
 pub mod convert;
+pub mod definitions;
+pub mod sessions;
+pub mod watch;
 
 use cairn_contract::journey::v1 as pb;
 use cairn_contract::journey::v1::journey_service_server::JourneyService;
 use cairn_runtime::Error;
-use cairn_runtime::auth::ScopeTable;
+use cairn_runtime::auth::{Principal, ScopeTable};
 use tonic::{Request, Response, Status};
 
 use crate::profiles::ProfileDirectory;
@@ -27,13 +32,81 @@ pub fn scopes() -> ScopeTable {
 pub struct JourneyApi {
     store: TouchpointStore,
     profiles: ProfileDirectory,
+    sessions: crate::storage::sessions::SessionStore,
+    recommendations: crate::recommendations::Recommendations,
+    feedback: crate::feedback::FeedbackDesk,
+    bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+    shutdown: tokio_util::sync::CancellationToken,
+    context_deadline: std::time::Duration,
+}
+
+/// The other services the handlers call.
+pub struct Peers {
+    /// Who customers are.
+    pub profiles: ProfileDirectory,
+    /// Next best actions.
+    pub recommendations: crate::recommendations::Recommendations,
+    /// Tickets and scores.
+    pub feedback: crate::feedback::FeedbackDesk,
 }
 
 impl JourneyApi {
-    /// Handlers over `store`, resolving customers through `profiles`.
-    pub fn new(store: TouchpointStore, profiles: ProfileDirectory) -> Self {
-        Self { store, profiles }
+    /// Handlers over `store`, resolving customers through `profiles`;
+    /// watches follow `bus` until `shutdown`.
+    /// The customer context gathers within `context_deadline`.
+    pub fn new(
+        store: TouchpointStore,
+        sessions: crate::storage::sessions::SessionStore,
+        peers: Peers,
+        bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
+        shutdown: tokio_util::sync::CancellationToken,
+        context_deadline: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            profiles: peers.profiles,
+            sessions,
+            recommendations: peers.recommendations,
+            feedback: peers.feedback,
+            bus,
+            shutdown,
+            context_deadline,
+        }
     }
+}
+
+/// A point in time.
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// A request's optional time range, checked: (start, end), either open.
+pub(crate) fn time_range(
+    range: Option<cairn_contract::common::v1::TimeRange>,
+) -> cairn_runtime::Result<(Option<Time>, Option<Time>)> {
+    let range = range.unwrap_or_default();
+    let mut violations = Violations::new();
+    let start = range
+        .start_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
+    let end = range
+        .end_time
+        .as_ref()
+        .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        violations.add(
+            "time_range.end_time",
+            "before start_time; the range's end must come after its start",
+        );
+    }
+    violations.finish()?;
+    Ok((start, end))
+}
+
+/// Answers a handler's result on the wire, mapping domain errors in one place.
+fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 /// What became of one touchpoint of a batch or a stream.
@@ -74,25 +147,208 @@ type AckStream = std::pin::Pin<
 >;
 
 impl JourneyApi {
+    /// The profile id of the customer a request concerns, if `caller` may
+    /// touch their data: the one place where this service holds a
+    /// customer's token to that customer ([`Principal::admit`]). With
+    /// `create`, an identifier seen for the first time gets an anonymous
+    /// profile, except for a customer's token, which only ever names its own.
+    pub(crate) async fn customer_of(
+        &self,
+        caller: &Principal,
+        field: &str,
+        customer: &CustomerReference,
+        create: bool,
+    ) -> cairn_runtime::Result<uuid::Uuid> {
+        let found = if create && !caller.is_customer() {
+            self.profiles.resolve(field, customer).await
+        } else {
+            self.profiles.find(field, customer).await
+        };
+        caller.admit(found, |profile_id| *profile_id)
+    }
+
     /// Checks, resolves and stores one touchpoint named `field`; returns it
     /// and whether it was stored before.
     async fn record_one(
         &self,
+        caller: &Principal,
         field: &str,
         wire: pb::Touchpoint,
     ) -> cairn_runtime::Result<(crate::domain::Touchpoint, bool)> {
         let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?;
-        // A retry of a stored touchpoint is answered without asking the profile service.
+        // A retry of a stored touchpoint is answered without asking the
+        // profile service, and only to a caller who may see it.
         if let Some(stored) = self.store.find(&incoming.id).await? {
+            let stored = caller.admit(Ok(stored), |touchpoint| touchpoint.profile_id)?;
             return Ok((stored, true));
         }
         let profile_id = self
-            .profiles
-            .resolve(&format!("{field}.customer"), &incoming.customer)
+            .customer_of(
+                caller,
+                &format!("{field}.customer"),
+                &incoming.customer,
+                true,
+            )
             .await?;
+        let journeys = self.store.journeys();
+        let heads = journeys.heads(journeys.database(), true).await?;
+        let profile = if heads.iter().any(|journey| journey.reads_profile()) {
+            self.profiles.rule_variable(profile_id).await?
+        } else {
+            crate::profiles::empty_rule_variable()
+        };
         self.store
-            .record(incoming.into_touchpoint(profile_id))
+            .record(incoming.into_touchpoint(profile_id), &heads, profile)
             .await
+    }
+}
+
+/// What became of each touchpoint of a batch, in order.
+type Outcomes = Vec<Option<cairn_runtime::Result<(crate::domain::Touchpoint, bool)>>>;
+
+impl JourneyApi {
+    /// Checks, resolves and stores the touchpoints of one batch (a stream
+    /// message or a RecordTouchpoints call) in one transaction, answering
+    /// each: a bad touchpoint is refused alone; when the database fails, the
+    /// batch's other touchpoints are refused with its error and none is
+    /// stored. `first` is the index in the call of the first touchpoint,
+    /// which fields and results count from.
+    async fn record_batch(
+        &self,
+        caller: &Principal,
+        first: i64,
+        wires: Vec<pb::Touchpoint>,
+    ) -> Vec<pb::TouchpointResult> {
+        let ids: Vec<String> = wires
+            .iter()
+            .map(|wire| wire.touchpoint_id.clone())
+            .collect();
+        let now = chrono::Utc::now();
+        let mut outcomes: Outcomes = (0..wires.len()).map(|_| None).collect();
+        let mut checked = Vec::with_capacity(wires.len());
+        for (slot, wire) in wires.into_iter().enumerate() {
+            let field = format!("touchpoints[{}]", first + slot as i64);
+            match convert::IncomingTouchpoint::from_proto(&field, wire, now) {
+                Ok(incoming) => checked.push((slot, field, incoming)),
+                Err(error) => outcomes[slot] = Some(Err(error)),
+            }
+        }
+        if let Err(error) = self.store_batch(caller, checked, &mut outcomes).await {
+            let status = Status::from(error);
+            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_none()) {
+                *outcome = Some(Err(Error::from(status.clone())));
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(|(slot, (outcome, touchpoint_id))| {
+                let outcome = outcome.unwrap_or_else(|| {
+                    Err(Error::internal(
+                        "a touchpoint of the batch was not answered",
+                    ))
+                });
+                touchpoint_result(first + slot as i64, touchpoint_id, outcome)
+            })
+            .collect()
+    }
+
+    /// Stores the checked touchpoints of a batch, filling in their outcomes;
+    /// an error means the database failed and nothing more was stored.
+    async fn store_batch(
+        &self,
+        caller: &Principal,
+        checked: Vec<(usize, String, convert::IncomingTouchpoint)>,
+        outcomes: &mut Outcomes,
+    ) -> cairn_runtime::Result<()> {
+        // Retries of stored touchpoints are answered without asking the profile service.
+        let ids: Vec<&str> = checked
+            .iter()
+            .map(|(_, _, incoming)| incoming.id.as_str())
+            .collect();
+        let stored = self.store.find_all(&ids).await?;
+        let mut fresh = Vec::with_capacity(checked.len());
+        for (slot, field, incoming) in checked {
+            match stored.get(&incoming.id) {
+                // A retry is answered only to a caller who may see it.
+                Some(touchpoint) => {
+                    outcomes[slot] = Some(
+                        caller
+                            .admit(Ok(touchpoint.clone()), |touchpoint| touchpoint.profile_id)
+                            .map(|touchpoint| (touchpoint, true)),
+                    )
+                }
+                None => fresh.push((slot, field, incoming)),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let references: Vec<(String, &CustomerReference)> = fresh
+            .iter()
+            .map(|(_, field, incoming)| (format!("{field}.customer"), &incoming.customer))
+            .collect();
+        let resolved = if caller.is_customer() {
+            // A customer's token names only its own customer, one by one.
+            let mut resolved = Vec::with_capacity(references.len());
+            for (field, customer) in &references {
+                resolved.push(self.customer_of(caller, field, customer, true).await);
+            }
+            resolved
+        } else {
+            self.profiles.resolve_all(&references).await
+        };
+        let journeys = self.store.journeys();
+        let heads = journeys.heads(journeys.database(), true).await?;
+        let mut slots = Vec::with_capacity(fresh.len());
+        let mut touchpoints = Vec::with_capacity(fresh.len());
+        for ((slot, _, incoming), profile_id) in fresh.into_iter().zip(resolved) {
+            match profile_id {
+                Ok(profile_id) => {
+                    slots.push(slot);
+                    touchpoints.push(incoming.into_touchpoint(profile_id));
+                }
+                Err(error) => outcomes[slot] = Some(Err(error)),
+            }
+        }
+        let mut profiles = std::collections::HashMap::new();
+        if heads.iter().any(|journey| journey.reads_profile()) {
+            let distinct: std::collections::BTreeSet<uuid::Uuid> = touchpoints
+                .iter()
+                .map(|touchpoint| touchpoint.profile_id)
+                .collect();
+            for profile_id in distinct {
+                match self.profiles.rule_variable(profile_id).await {
+                    Ok(variable) => {
+                        profiles.insert(profile_id, variable);
+                    }
+                    // The profile's touchpoints are refused; the others go on.
+                    Err(error) => {
+                        let status = Status::from(error);
+                        let (refused, kept): (Vec<_>, Vec<_>) = slots
+                            .into_iter()
+                            .zip(touchpoints)
+                            .partition(|(_, touchpoint)| touchpoint.profile_id == profile_id);
+                        for (slot, _) in refused {
+                            outcomes[slot] = Some(Err(Error::from(status.clone())));
+                        }
+                        (slots, touchpoints) = kept.into_iter().unzip();
+                    }
+                }
+            }
+        }
+        if touchpoints.is_empty() {
+            return Ok(());
+        }
+        let results = self
+            .store
+            .record_batch(touchpoints, &heads, &profiles)
+            .await?;
+        for (slot, result) in slots.into_iter().zip(results) {
+            outcomes[slot] = Some(result);
+        }
+        Ok(())
     }
 }
 
@@ -102,11 +358,12 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::RecordTouchpointRequest>,
     ) -> Result<Response<pb::RecordTouchpointResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let wire = request
             .into_inner()
             .touchpoint
             .ok_or_else(|| Error::invalid("touchpoint", "required"))?;
-        let (stored, duplicate) = self.record_one("touchpoint", wire).await?;
+        let (stored, duplicate) = self.record_one(&caller, "touchpoint", wire).await?;
         Ok(Response::new(pb::RecordTouchpointResponse {
             touchpoint: Some(convert::touchpoint_to_proto(&stored)),
             duplicate,
@@ -117,25 +374,21 @@ impl JourneyService for JourneyApi {
         &self,
         request: Request<pb::RecordTouchpointsRequest>,
     ) -> Result<Response<pb::RecordTouchpointsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let touchpoints = request.into_inner().touchpoints;
         if touchpoints.is_empty() || touchpoints.len() > 1000 {
             return Err(Error::invalid("touchpoints", "between 1 and 1000 touchpoints").into());
         }
-        let mut results = Vec::with_capacity(touchpoints.len());
-        for (index, wire) in touchpoints.into_iter().enumerate() {
-            let touchpoint_id = wire.touchpoint_id.clone();
-            let outcome = self
-                .record_one(&format!("touchpoints[{index}]"), wire)
-                .await;
-            results.push(touchpoint_result(index as i64, touchpoint_id, outcome));
-        }
-        Ok(Response::new(pb::RecordTouchpointsResponse { results }))
+        Ok(Response::new(pb::RecordTouchpointsResponse {
+            results: self.record_batch(&caller, 0, touchpoints).await,
+        }))
     }
 
     async fn list_timeline(
         &self,
         request: Request<pb::ListTimelineRequest>,
     ) -> Result<Response<pb::ListTimelineResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -158,27 +411,18 @@ impl JourneyService for JourneyApi {
                 violations.check(convert::kind_name(&format!("types[{index}]"), *raw))
             })
             .collect();
-        let range = request.time_range.unwrap_or_default();
-        let start = range
-            .start_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.start_time", t)));
-        let end = range
-            .end_time
-            .as_ref()
-            .and_then(|t| violations.check(timestamp_from_proto("time_range.end_time", t)));
-        if let (Some(start), Some(end)) = (start, end)
-            && end < start
-        {
-            violations.add("time_range.end_time", "before start_time");
-        }
+        let (start, end) = violations
+            .check(time_range(request.time_range))
+            .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(decode_token(&request.page_token));
         violations.finish()?;
         let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let profile_id = self.profiles.find("customer", &customer).await?;
+        let profile_id = self
+            .customer_of(&caller, "customer", &customer, false)
+            .await?;
         let filter = TimelineFilter {
             channels,
             kinds,
@@ -200,10 +444,144 @@ impl JourneyService for JourneyApi {
         }))
     }
 
+    async fn create_journey_definition(
+        &self,
+        request: Request<pb::CreateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::CreateJourneyDefinitionResponse>, Status> {
+        answer(self.create_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_definition(
+        &self,
+        request: Request<pb::GetJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::GetJourneyDefinitionResponse>, Status> {
+        answer(self.get_definition(request.into_inner()).await)
+    }
+
+    async fn list_journey_definitions(
+        &self,
+        request: Request<pb::ListJourneyDefinitionsRequest>,
+    ) -> Result<Response<pb::ListJourneyDefinitionsResponse>, Status> {
+        answer(self.list_definitions(request.into_inner()).await)
+    }
+
+    async fn update_journey_definition(
+        &self,
+        request: Request<pb::UpdateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::UpdateJourneyDefinitionResponse>, Status> {
+        answer(self.update_definition(request.into_inner()).await)
+    }
+
+    async fn archive_journey_definition(
+        &self,
+        request: Request<pb::ArchiveJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ArchiveJourneyDefinitionResponse>, Status> {
+        answer(self.archive_definition(request.into_inner()).await)
+    }
+
+    async fn validate_journey_definition(
+        &self,
+        request: Request<pb::ValidateJourneyDefinitionRequest>,
+    ) -> Result<Response<pb::ValidateJourneyDefinitionResponse>, Status> {
+        answer(self.validate_definition(request.into_inner()).await)
+    }
+
+    async fn get_journey_state(
+        &self,
+        request: Request<pb::GetJourneyStateRequest>,
+    ) -> Result<Response<pb::GetJourneyStateResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        answer(self.get_state(&caller, request.into_inner()).await)
+    }
+
+    async fn list_journey_states(
+        &self,
+        request: Request<pb::ListJourneyStatesRequest>,
+    ) -> Result<Response<pb::ListJourneyStatesResponse>, Status> {
+        answer(self.list_states(request.into_inner()).await)
+    }
+
+    async fn watch_transitions(
+        &self,
+        request: Request<pb::WatchTransitionsRequest>,
+    ) -> Result<Response<watch::TransitionStream>, Status> {
+        answer(self.watch(request.into_inner()).await)
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        answer(self.get_session_of(&caller, request.into_inner()).await)
+    }
+
+    async fn resume_session(
+        &self,
+        request: Request<pb::ResumeSessionRequest>,
+    ) -> Result<Response<pb::ResumeSessionResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        answer(self.resume_session_of(&caller, request.into_inner()).await)
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        answer(self.update_session_of(&caller, request.into_inner()).await)
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        answer(self.end_session_of(&caller, request.into_inner()).await)
+    }
+
+    async fn list_abandonments(
+        &self,
+        request: Request<pb::ListAbandonmentsRequest>,
+    ) -> Result<Response<pb::ListAbandonmentsResponse>, Status> {
+        answer(self.list_abandonments_of(request.into_inner()).await)
+    }
+
+    async fn run_funnel(
+        &self,
+        request: Request<pb::RunFunnelRequest>,
+    ) -> Result<Response<pb::RunFunnelResponse>, Status> {
+        answer(self.run_funnel_of(request.into_inner()).await)
+    }
+
+    async fn list_top_paths(
+        &self,
+        request: Request<pb::ListTopPathsRequest>,
+    ) -> Result<Response<pb::ListTopPathsResponse>, Status> {
+        answer(self.list_top_paths_of(request.into_inner()).await)
+    }
+
+    async fn get_customer_context(
+        &self,
+        request: Request<pb::GetCustomerContextRequest>,
+    ) -> Result<Response<pb::GetCustomerContextResponse>, Status> {
+        // The caller's own deadline wins when it is shorter.
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(cairn_runtime::deadline::parse_grpc_timeout)
+            .map_or(self.context_deadline, |asked| {
+                asked.mul_f64(0.9).min(self.context_deadline)
+            });
+        answer(self.customer_context(request.into_inner(), deadline).await)
+    }
+
     async fn stream_touchpoints(
         &self,
         request: Request<tonic::Streaming<pb::StreamTouchpointsRequest>>,
     ) -> Result<Response<AckStream>, Status> {
+        let caller = Principal::of(&request)?;
         let mut incoming = request.into_inner();
         let api = self.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
@@ -218,13 +596,12 @@ impl JourneyService for JourneyApi {
                         break;
                     }
                 };
-                let mut results = Vec::with_capacity(message.touchpoints.len());
-                for wire in message.touchpoints {
-                    let touchpoint_id = wire.touchpoint_id.clone();
-                    let outcome = api.record_one(&format!("touchpoints[{index}]"), wire).await;
-                    results.push(touchpoint_result(index, touchpoint_id, outcome));
-                    index += 1;
-                }
+                // One transaction per message; messages of a stream are
+                // stored in order, so one customer's touchpoints move them
+                // through their journeys in the order sent.
+                let count = message.touchpoints.len() as i64;
+                let results = api.record_batch(&caller, index, message.touchpoints).await;
+                index += count;
                 // Acknowledged only after every touchpoint of the message is durable.
                 if sender
                     .send(Ok(pb::StreamTouchpointsResponse { results }))

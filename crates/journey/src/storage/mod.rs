@@ -1,6 +1,10 @@
 //! The journey service's storage: touchpoints, durable before a call returns.
 
+pub mod abandonments;
+pub mod batch;
+pub mod journeys;
 pub mod migration;
+pub mod sessions;
 
 use cairn_contract::events::v1::TouchpointRecorded;
 use cairn_contract::events::v1::change_event::Payload;
@@ -12,7 +16,9 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set, TransactionTrait};
 
+use crate::domain::progress::{RuleVariables, Transition};
 use crate::domain::{Properties, Touchpoint, TouchpointKind};
+use journeys::JourneyStore;
 
 const SOURCE: &str = "journey";
 
@@ -69,12 +75,28 @@ pub struct TouchpointStore {
     db: DatabaseConnection,
     outbox: Outbox,
     inbox: Inbox,
+    journeys: JourneyStore,
 }
 
 impl TouchpointStore {
-    /// A store on `db`.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, inbox: Inbox) -> Self {
-        Self { db, outbox, inbox }
+    /// A store on `db`; touchpoints move customers through `journeys`.
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        inbox: Inbox,
+        journeys: JourneyStore,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            inbox,
+            journeys,
+        }
+    }
+
+    /// The journeys touchpoints move customers through.
+    pub fn journeys(&self) -> &JourneyStore {
+        &self.journeys
     }
 
     /// The stored touchpoint `id`, if any.
@@ -86,28 +108,26 @@ impl TouchpointStore {
             .transpose()
     }
 
-    /// Stores `touchpoint` with its `journey.touchpoint_recorded` event.
-    /// Returns the stored touchpoint and whether it was already there (then
-    /// nothing changed and no event is published).
-    pub async fn record(&self, touchpoint: Touchpoint) -> Result<(Touchpoint, bool)> {
+    /// Stores `touchpoint` with its `journey.touchpoint_recorded` event and
+    /// moves the customer through the journeys `heads` (latest versions) in
+    /// the same transaction; `profile` is the `profile` variable of the
+    /// journeys' conditions. Returns the stored touchpoint and whether it was
+    /// already there (then nothing changed and no event is published).
+    pub async fn record(
+        &self,
+        touchpoint: Touchpoint,
+        heads: &[std::sync::Arc<crate::domain::definition::JourneyDefinition>],
+        profile: serde_json::Value,
+    ) -> Result<(Touchpoint, bool)> {
         let transaction = self.db.begin().await?;
-        let insert = touchpoint::Entity::insert(touchpoint::ActiveModel {
-            id: Set(touchpoint.id.clone()),
-            profile_id: Set(touchpoint.profile_id.to_string()),
-            customer_id: Set(touchpoint.profile_id.to_string()),
-            channel: Set(touchpoint.channel),
-            kind: Set(touchpoint.kind.as_str().to_string()),
-            occurred_at: Set(touchpoint.occurred_at),
-            received_at: Set(touchpoint.received_at),
-            properties: Set(serde_json::to_value(&touchpoint.properties).map_err(Error::internal)?),
-        })
-        .on_conflict(
-            OnConflict::column(touchpoint::Column::Id)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&transaction)
-        .await?;
+        let insert = touchpoint::Entity::insert(touchpoint_row(&touchpoint)?)
+            .on_conflict(
+                OnConflict::column(touchpoint::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&transaction)
+            .await?;
         if insert == 0 {
             drop(transaction);
             let stored = self.find(&touchpoint.id).await?.ok_or_else(|| {
@@ -115,24 +135,23 @@ impl TouchpointStore {
             })?;
             return Ok((stored, true));
         }
-        let event = outbox::event(
-            SOURCE,
-            "journey.touchpoint_recorded",
-            &touchpoint.profile_id.to_string(),
-            Payload::TouchpointRecorded(TouchpointRecorded {
-                touchpoint_id: touchpoint.id.clone(),
-                channel: touchpoint.channel,
-                r#type: touchpoint.kind.as_str().to_string(),
-                occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
-                // Offer touchpoints carry the recommendation decision they
-                // report on, so the recommendation service learns from them.
-                decision_id: text_property(&touchpoint.properties, "decision_id"),
-                action_id: text_property(&touchpoint.properties, "action_id"),
-            }),
-        );
-        self.outbox.enqueue(&transaction, &event).await?;
+        self.outbox
+            .enqueue(&transaction, &recorded_event(&touchpoint))
+            .await?;
+        let variables = rule_variables(&touchpoint, profile);
+        let _transitions: Vec<Transition> = self
+            .journeys
+            .progress(
+                &transaction,
+                heads,
+                &touchpoint.profile_id.to_string(),
+                &touchpoint,
+                &variables,
+            )
+            .await?;
         transaction.commit().await?;
         self.outbox.committed();
+        metrics::counter!("cairn_touchpoints_ingested_total").increment(1);
         Ok((touchpoint, false))
     }
 
@@ -193,6 +212,29 @@ impl TouchpointStore {
         Ok((touchpoints, next))
     }
 
+    /// Every touchpoint that happened in `[start, end)`, by customer and time:
+    /// what funnels and paths are computed from.
+    pub async fn between(
+        &self,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, Touchpoint)>> {
+        let rows = touchpoint::Entity::find()
+            .filter(touchpoint::Column::OccurredAt.gte(start))
+            .filter(touchpoint::Column::OccurredAt.lt(end))
+            .order_by_asc(touchpoint::Column::CustomerId)
+            .order_by_asc(touchpoint::Column::OccurredAt)
+            .order_by_asc(touchpoint::Column::Id)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let customer = row.customer_id.clone();
+                to_domain(row).map(|touchpoint| (customer, touchpoint))
+            })
+            .collect()
+    }
+
     /// Moves the touchpoints of `merged` to `survivor`'s timeline, once per event.
     pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<()> {
         let transaction = self.db.begin().await?;
@@ -206,6 +248,9 @@ impl TouchpointStore {
             )
             .filter(touchpoint::Column::CustomerId.eq(merged))
             .exec(&transaction)
+            .await?;
+        self.journeys
+            .follow_merge(&transaction, survivor, merged)
             .await?;
         transaction.commit().await?;
         Ok(())
@@ -250,9 +295,63 @@ impl TouchpointStore {
             .exec(&transaction)
             .await?
             .rows_affected;
+        let deleted = deleted + self.journeys.erase(&transaction, profile_ids).await?;
         transaction.commit().await?;
         Ok(deleted)
     }
+}
+
+/// The `journey_touchpoints` row of a new touchpoint (its customer is the
+/// profile it was resolved to; merges move it later).
+fn touchpoint_row(touchpoint: &Touchpoint) -> Result<touchpoint::ActiveModel> {
+    Ok(touchpoint::ActiveModel {
+        id: Set(touchpoint.id.clone()),
+        profile_id: Set(touchpoint.profile_id.to_string()),
+        customer_id: Set(touchpoint.profile_id.to_string()),
+        channel: Set(touchpoint.channel),
+        kind: Set(touchpoint.kind.as_str().to_string()),
+        occurred_at: Set(touchpoint.occurred_at),
+        received_at: Set(touchpoint.received_at),
+        properties: Set(serde_json::to_value(&touchpoint.properties).map_err(Error::internal)?),
+    })
+}
+
+/// The `journey.touchpoint_recorded` event of a stored touchpoint.
+fn recorded_event(touchpoint: &Touchpoint) -> cairn_contract::events::v1::ChangeEvent {
+    outbox::event(
+        SOURCE,
+        "journey.touchpoint_recorded",
+        &touchpoint.profile_id.to_string(),
+        Payload::TouchpointRecorded(TouchpointRecorded {
+            touchpoint_id: touchpoint.id.clone(),
+            channel: touchpoint.channel,
+            r#type: touchpoint.kind.as_str().to_string(),
+            occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
+            // Offer touchpoints carry the recommendation decision they
+            // report on, so the recommendation service learns from them.
+            decision_id: text_property(&touchpoint.properties, "decision_id"),
+            action_id: text_property(&touchpoint.properties, "action_id"),
+        }),
+    )
+}
+
+/// The variables of the journeys' conditions for `touchpoint`: itself, and
+/// its customer's `profile`.
+fn rule_variables(touchpoint: &Touchpoint, profile: serde_json::Value) -> RuleVariables {
+    let mut variables = RuleVariables::new();
+    variables.insert(
+        "touchpoint".into(),
+        crate::domain::progress::touchpoint_variable(touchpoint, &channel_name(touchpoint.channel)),
+    );
+    variables.insert("profile".into(), profile);
+    variables
+}
+
+/// The contract's name of a channel ("CHANNEL_WEB"), as conditions see it.
+pub fn channel_name(channel: i32) -> String {
+    cairn_contract::common::v1::Channel::try_from(channel)
+        .map(|known| known.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("CHANNEL_{channel}"))
 }
 
 /// A string property's value, or empty.

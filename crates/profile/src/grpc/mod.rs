@@ -5,7 +5,7 @@ pub mod convert;
 
 use cairn_contract::profile::v1 as pb;
 use cairn_contract::profile::v1::profile_service_server::ProfileService;
-use cairn_runtime::auth::{ScopeTable, require_scope};
+use cairn_runtime::auth::{Principal, ScopeTable, require_scope};
 use cairn_runtime::common::CustomerReference;
 use cairn_runtime::pagination::{decode_token, encode_token, page_size};
 use cairn_runtime::{Error, Result, Violations};
@@ -46,8 +46,21 @@ impl ProfileApi {
         }
     }
 
-    /// The profile a customer reference names.
-    async fn find(&self, field: &str, customer: CustomerReference) -> Result<Profile> {
+    /// The profile a customer reference names, if `caller` may see it: the
+    /// one place where this service holds a customer's token to that
+    /// customer's data ([`Principal::admit`]).
+    async fn find(
+        &self,
+        caller: &Principal,
+        field: &str,
+        customer: CustomerReference,
+    ) -> Result<Profile> {
+        let found = self.lookup(field, customer).await;
+        caller.admit(found, |profile| profile.id)
+    }
+
+    /// The profile a customer reference names, whoever asks.
+    async fn lookup(&self, field: &str, customer: CustomerReference) -> Result<Profile> {
         match customer {
             CustomerReference::ProfileId(id) => self.store.get(id).await,
             CustomerReference::Identifier(wire) => {
@@ -109,9 +122,10 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         Ok(Response::new(pb::GetProfileResponse {
             profile: Some(convert::profile_to_proto(&profile)),
         }))
@@ -297,8 +311,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ErasePersonalDataRequest>,
     ) -> Result<Response<pb::ErasePersonalDataResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let erasure = self.store.erase(profile.id).await?;
         tracing::info!(erasure_request_id = %erasure.id, profiles = erasure.profile_ids.len(), "erased a person");
         Ok(Response::new(pb::ErasePersonalDataResponse {
@@ -323,6 +338,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::RecordConsentRequest>,
     ) -> Result<Response<pb::RecordConsentResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -336,7 +352,7 @@ impl ProfileService for ProfileApi {
         let (Some(customer), Some(answer)) = (customer, answer) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let profile_id = self.store.record_consent(profile.id, &answer).await?;
         Ok(Response::new(pb::RecordConsentResponse {
             profile_id: profile_id.to_string(),
@@ -347,8 +363,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ListConsentsRequest>,
     ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let (current, history) = self.store.consents(profile.id).await?;
         Ok(Response::new(pb::ListConsentsResponse {
             current: current.iter().map(convert::consent_to_proto).collect(),
@@ -360,6 +377,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::UpdatePreferencesRequest>,
     ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -370,7 +388,7 @@ impl ProfileService for ProfileApi {
         let (Some(customer), Some(preferences)) = (customer, preferences) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         self.store.set_preferences(profile.id, &preferences).await?;
         Ok(Response::new(pb::UpdatePreferencesResponse {
             preferences: Some(convert::preferences_to_proto(&preferences)),
@@ -381,6 +399,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::CheckContactRequest>,
     ) -> Result<Response<pb::CheckContactResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -391,7 +410,7 @@ impl ProfileService for ProfileApi {
         let (Some(customer), Some(channel), Some(purpose)) = (customer, channel, purpose) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let (decision, preferences) = self
             .store
             .check_contact(profile.id, &purpose, channel as i32, chrono::Utc::now())
@@ -498,6 +517,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::BatchUpsertAttributesRequest>,
     ) -> Result<Response<pb::BatchUpsertAttributesResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let upserts = request.into_inner().upserts;
         if upserts.is_empty() || upserts.len() > 1000 {
             return Err(Error::invalid("upserts", "between 1 and 1000 entries").into());
@@ -519,7 +539,9 @@ impl ProfileService for ProfileApi {
                 violations.finish()?;
                 let customer =
                     customer.ok_or_else(|| Error::internal("checked customer missing"))?;
-                let profile = self.find(&format!("{field}.customer"), customer).await?;
+                let profile = self
+                    .find(&caller, &format!("{field}.customer"), customer)
+                    .await?;
                 self.store
                     .update_attributes(
                         &format!("{field}.attributes"),
@@ -603,8 +625,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ExportPersonalDataRequest>,
     ) -> Result<Response<pb::ExportPersonalDataResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let data = self.store.export(profile.id).await?;
         let groups = self.store.groups_of(profile.id).await?;
         let referrals = self.store.referrals_of(profile.id).await?;
@@ -794,8 +817,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ListProfileSegmentsRequest>,
     ) -> Result<Response<pb::ListProfileSegmentsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let segment_ids = self.store.profile_segments(profile.id).await?;
         Ok(Response::new(pb::ListProfileSegmentsResponse {
             segment_ids,
@@ -806,6 +830,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ReportFactsRequest>,
     ) -> Result<Response<pb::ReportFactsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let customer =
@@ -830,7 +855,7 @@ impl ProfileService for ProfileApi {
         }
         violations.finish()?;
         let customer = customer.ok_or_else(|| Error::internal("checked customer missing"))?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let segment_ids = self.store.report_facts(profile.id, &facts).await?;
         Ok(Response::new(pb::ReportFactsResponse { segment_ids }))
     }
@@ -877,8 +902,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let groups = self.store.groups_of(profile.id).await?;
         Ok(Response::new(pb::ListGroupsResponse {
             groups: groups.iter().map(convert::group_to_proto).collect(),
@@ -890,6 +916,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::AddGroupMemberRequest>,
     ) -> Result<Response<pb::AddGroupMemberResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.check(uuid_field("group_id", &request.group_id));
@@ -900,7 +927,7 @@ impl ProfileService for ProfileApi {
         let (Some(id), Some(customer), Some(role)) = (id, customer, role) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let member = self.find("customer", customer).await?;
+        let member = self.find(&caller, "customer", customer).await?;
         let group = self.store.add_group_member(id, member.id, role).await?;
         Ok(Response::new(pb::AddGroupMemberResponse {
             group: Some(convert::group_to_proto(&group)),
@@ -911,10 +938,11 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::RemoveGroupMemberRequest>,
     ) -> Result<Response<pb::RemoveGroupMemberResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let id = uuid_field("group_id", &request.group_id)?;
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let member = self.find("customer", customer).await?;
+        let member = self.find(&caller, "customer", customer).await?;
         let group = self.store.remove_group_member(id, member.id).await?;
         Ok(Response::new(pb::RemoveGroupMemberResponse {
             group: Some(convert::group_to_proto(&group)),
@@ -925,6 +953,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::RecordReferralRequest>,
     ) -> Result<Response<pb::RecordReferralResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let wire = request
             .into_inner()
             .referral
@@ -960,8 +989,8 @@ impl ProfileService for ProfileApi {
         let (Some(referrer), Some(referred), Some(at)) = (referrer, referred, at) else {
             return Err(Error::internal("checked fields missing").into());
         };
-        let referrer = self.find("referral.referrer", referrer).await?;
-        let referred = self.find("referral.referred", referred).await?;
+        let referrer = self.find(&caller, "referral.referrer", referrer).await?;
+        let referred = self.find(&caller, "referral.referred", referred).await?;
         let referral = self
             .store
             .record_referral(referrer.id, referred.id, at, &outcome)
@@ -975,8 +1004,9 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ListReferralsRequest>,
     ) -> Result<Response<pb::ListReferralsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
-        let profile = self.find("customer", customer).await?;
+        let profile = self.find(&caller, "customer", customer).await?;
         let referrals = self.store.referrals_of(profile.id).await?;
         Ok(Response::new(pb::ListReferralsResponse {
             referrals: referrals.iter().map(convert::referral_to_proto).collect(),

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use cairn_contract::events::v1::SegmentMembershipChanged;
 use cairn_contract::events::v1::change_event::Payload;
-use cairn_runtime::common::TypedValue;
 use cairn_runtime::rules::Rule;
 use cairn_runtime::{Error, Result, outbox};
 use chrono::{DateTime, Utc};
@@ -372,16 +371,7 @@ fn plain(attributes: &Attributes) -> serde_json::Value {
     serde_json::Value::Object(
         attributes
             .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    TypedValue::String(text) => serde_json::Value::String(text.clone()),
-                    TypedValue::Number(number) => serde_json::json!(number),
-                    TypedValue::Bool(flag) => serde_json::Value::Bool(*flag),
-                    TypedValue::Timestamp(time) => serde_json::Value::String(time.to_rfc3339()),
-                    TypedValue::List(items) => serde_json::json!(items),
-                };
-                (name.clone(), value)
-            })
+            .map(|(name, value)| (name.clone(), value.to_rule_value()))
             .collect::<BTreeMap<_, _>>()
             .into_iter()
             .collect(),

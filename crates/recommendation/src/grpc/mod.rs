@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cairn_contract::recommendation::v1 as pb;
 use cairn_contract::recommendation::v1::recommendation_service_server::RecommendationService;
-use cairn_runtime::auth::ScopeTable;
+use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, timestamp_from_proto};
 use cairn_runtime::pagination::{decode_token, encode_token, page_size};
 use cairn_runtime::{Error, Result, Violations};
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::action::{ActionKind, ActionState, check_id};
-use crate::domain::decision::{MAX_SHADOW_POLICIES, Policy, PolicyState};
+use crate::domain::decision::{Decision, MAX_SHADOW_POLICIES, Policy, PolicyState};
 use crate::engine::{BudgetRequest, DecideRequest, Engine};
 use crate::evaluation;
 use crate::storage::{DecisionFilter, Idempotent, RequestKey};
@@ -39,6 +39,27 @@ impl RecommendationApi {
     /// Handlers over `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
+    }
+
+    /// The profile id of `customer`, if `caller` may touch their data: with
+    /// [`Self::admit_decision`], the one place where this service holds a
+    /// customer's token to that customer ([`Principal::admit`]).
+    async fn admit_customer(
+        &self,
+        caller: &Principal,
+        customer: &CustomerReference,
+    ) -> Result<uuid::Uuid> {
+        let found = self.engine.resolve_customer(customer).await;
+        caller.admit(found, |profile_id| *profile_id)
+    }
+
+    /// The decision `id`, if `caller` may see it (a decision of an
+    /// anonymous customer is no customer's own).
+    async fn admit_decision(&self, caller: &Principal, id: uuid::Uuid) -> Result<Decision> {
+        let found = self.engine.store().decision(id).await.and_then(|decision| {
+            decision.ok_or_else(|| Error::not_found("decision", id.to_string()))
+        });
+        caller.admit(found, |decision| decision.profile_id.unwrap_or_default())
     }
 
     async fn scorer_status(&self, action_ids: &[String]) -> Result<pb::GetScorerStatusResponse> {
@@ -455,6 +476,7 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let fingerprint = convert::fingerprint(&request.encode_to_vec());
         let mut violations = Violations::new();
@@ -477,6 +499,11 @@ impl RecommendationService for RecommendationApi {
         else {
             return Err(Error::internal("checked fields missing").into());
         };
+        // Before the idempotency replay, so that a customer's token never
+        // replays another customer's decision.
+        if caller.is_customer() {
+            self.admit_customer(&caller, &customer).await?;
+        }
         let explain = request.explain;
         let decided = self
             .engine
@@ -504,6 +531,7 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<pb::RecordOutcomeRequest>,
     ) -> Result<Response<pb::RecordOutcomeResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let decision_id = violations.check(required_uuid("decision_id", &request.decision_id));
@@ -540,6 +568,9 @@ impl RecommendationService for RecommendationApi {
         else {
             return Err(Error::internal("checked fields missing").into());
         };
+        if caller.is_customer() {
+            self.admit_decision(&caller, decision_id).await?;
+        }
         let (outcome, duplicate) = self
             .engine
             .record_outcome(
@@ -561,14 +592,10 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<pb::GetDecisionRequest>,
     ) -> Result<Response<pb::GetDecisionResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let id = required_uuid("decision_id", &request.decision_id)?;
-        let decision = self
-            .engine
-            .store()
-            .decision(id)
-            .await?
-            .ok_or_else(|| Error::not_found("decision", id.to_string()))?;
+        let decision = self.admit_decision(&caller, id).await?;
         let full = request.view == pb::DecisionView::Full as i32;
         Ok(Response::new(pb::GetDecisionResponse {
             decision: Some(convert::decision_to_proto(&decision, full)),
@@ -579,6 +606,7 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<pb::ListDecisionsRequest>,
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
@@ -618,7 +646,13 @@ impl RecommendationService for RecommendationApi {
             return Err(Error::internal("checked fields missing").into());
         };
         let customer_id = match customer {
-            None => None,
+            None => {
+                caller.require_not_customer("listing decisions without a customer")?;
+                None
+            }
+            Some(reference) if caller.is_customer() => {
+                Some(self.admit_customer(&caller, &reference).await?)
+            }
             Some(CustomerReference::ProfileId(id)) => Some(id),
             Some(reference) => Some(self.engine.resolve_customer(&reference).await?),
         };

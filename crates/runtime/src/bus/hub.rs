@@ -76,55 +76,82 @@ impl EventHubService for EventHub {
     ) -> Result<Response<SubscribeStream>, Status> {
         let request = request.into_inner();
         check_topics(&request.topics)?;
-        let mut after: Option<Position> = if request.cursor.is_empty() {
-            if request.from_oldest {
-                None
-            } else {
-                Some(self.bus.newest().await?)
-            }
-        } else {
-            let cursor: Position = request.cursor.parse()?;
-            self.bus.check_retained(cursor).await?;
-            Some(cursor)
-        };
-
-        let (sender, receiver) = tokio::sync::mpsc::channel(READ_BATCH);
-        let bus = self.bus.clone();
-        let shutdown = self.shutdown.clone();
+        let start = start_position(self.bus.as_ref(), &request.cursor, request.from_oldest).await?;
         let topics = request.topics;
-        tokio::spawn(async move {
-            loop {
-                let read = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = sender.closed() => break,
-                    read = bus.read(after, READ_BATCH, READ_WAIT) => read,
-                };
-                let deliveries = match read {
-                    Ok(deliveries) => deliveries,
-                    Err(error) => {
-                        let _ = sender.send(Err(Status::from(error))).await;
-                        break;
-                    }
-                };
-                for delivery in deliveries {
-                    after = Some(delivery.position);
-                    if delivery.event.topic.is_empty()
-                        || !topic_matches(&topics, &delivery.event.topic)
-                    {
-                        continue;
-                    }
-                    let response = SubscribeResponse {
-                        cursor: delivery.position.to_string(),
-                        event: Some(delivery.event),
-                    };
-                    if sender.send(Ok(response)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let receiver = follow(
+            self.bus.clone(),
+            self.shutdown.clone(),
+            start,
+            move |event| !event.topic.is_empty() && topic_matches(&topics, &event.topic),
+            |delivery| SubscribeResponse {
+                cursor: delivery.position.to_string(),
+                event: Some(delivery.event),
+            },
+        );
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))
     }
+}
+
+/// Where a listener starts: after `cursor` when it has one (OUT_OF_RANGE
+/// when events after it were trimmed), else at the oldest retained event or
+/// at the live end.
+pub async fn start_position(
+    bus: &dyn EventBus,
+    cursor: &str,
+    from_oldest: bool,
+) -> Result<Option<Position>, Error> {
+    if cursor.is_empty() {
+        if from_oldest {
+            Ok(None)
+        } else {
+            Ok(Some(bus.newest().await?))
+        }
+    } else {
+        let cursor: Position = cursor.parse()?;
+        bus.check_retained(cursor).await?;
+        Ok(Some(cursor))
+    }
+}
+
+/// Follows the bus from `after`, sending each selected event, shaped by
+/// `shape`, to the returned receiver until the receiver is dropped or
+/// `shutdown` fires: the loop behind every server stream of events (the
+/// hub's `Subscribe`, journey's `WatchTransitions`). A slow reader gets
+/// backpressure: the bus is read no faster than the stream is drained.
+pub fn follow<T: Send + 'static>(
+    bus: Arc<dyn EventBus>,
+    shutdown: CancellationToken,
+    mut after: Option<Position>,
+    select: impl Fn(&cairn_contract::events::v1::ChangeEvent) -> bool + Send + 'static,
+    shape: impl Fn(super::Delivery) -> T + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<Result<T, Status>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_BATCH);
+    tokio::spawn(async move {
+        loop {
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sender.closed() => break,
+                read = bus.read(after, READ_BATCH, READ_WAIT) => read,
+            };
+            let deliveries = match read {
+                Ok(deliveries) => deliveries,
+                Err(error) => {
+                    let _ = sender.send(Err(Status::from(error))).await;
+                    break;
+                }
+            };
+            for delivery in deliveries {
+                after = Some(delivery.position);
+                if !select(&delivery.event) {
+                    continue;
+                }
+                if sender.send(Ok(shape(delivery))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use cairn_contract::events::v1::ChangeEvent;
 
 pub use self::consumer::{ConsumerOptions, EventHandler, spawn_consumer};
-pub use self::hub::EventHub;
+pub use self::hub::{EventHub, follow, start_position};
 pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
 use crate::error::{Error, Result};

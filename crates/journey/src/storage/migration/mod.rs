@@ -3,6 +3,7 @@
 
 mod m20261122_000001_create_touchpoints;
 mod m20261122_000002_add_customer_id;
+mod m20261204_000003_create_journeys;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_touchpoints::Migration),
             Box::new(m20261122_000002_add_customer_id::Migration),
+            Box::new(m20261204_000003_create_journeys::Migration),
         ]
     }
 

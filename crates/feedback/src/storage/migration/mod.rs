@@ -1,0 +1,20 @@
+//! The feedback service's migrations, one file per change, each written
+//! against its own table definitions.
+
+mod m20261204_000001_create_feedback_tables;
+
+use sea_orm_migration::prelude::*;
+
+/// The feedback service's migrator, with its history in `feedback_migrations`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261204_000001_create_feedback_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "feedback_migrations".into_iden()
+    }
+}
