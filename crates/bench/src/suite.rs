@@ -42,15 +42,22 @@ impl BenchSuite {
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{database}\""))
             .await?;
-        let base = admin_url
+        // "postgres://user@host/db?options": the new database replaces "db".
+        let (address, options) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+        let base = address
             .rsplit_once('/')
             .map(|(base, _)| base)
-            .unwrap_or(admin_url);
+            .unwrap_or(address);
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!("?{options}")
+        };
         let mut settings = Settings::defaults();
         for service in ServiceKind::ALL {
             settings.set_port(service, 0);
         }
-        settings.database_url = Some(SecretString::from(format!("{base}/{database}")));
+        settings.database_url = Some(SecretString::from(format!("{base}/{database}{options}")));
         settings.database_max_connections = 16;
         settings.redis_url = Some(SecretString::from(redis_url.to_string()));
         settings.redis_prefix = format!("cairn-bench:{}:", uuid::Uuid::new_v4().simple());
