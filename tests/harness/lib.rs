@@ -9,6 +9,7 @@
 //! missing, a test fails at once saying which, instead of hanging.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
 pub mod proxy;
 pub mod telemetry;
 
@@ -140,7 +141,7 @@ pub struct TestApp {
 }
 
 /// The HS256 key of test suites.
-const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
+pub const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
 
 /// Starts all four services with authentication on.
 pub async fn spawn_app() -> TestApp {
@@ -204,6 +205,17 @@ pub async fn spawn_on(
 /// The interceptor of test clients: adds the bearer token, if any.
 #[derive(Clone)]
 pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// Carries `token` (without "Bearer ").
+    pub fn new(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|_| panic!("token is ascii")),
+        ))
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
