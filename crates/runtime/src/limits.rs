@@ -1,5 +1,6 @@
-//! Limits every server applies: load shedding of calls beyond a bound, and
-//! the status a caller sees for an oversized message.
+//! Limits every server applies: load shedding of calls beyond a bound,
+//! per-client limits on open calls and call rate, and the status a caller
+//! sees for an oversized message.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
