@@ -40,7 +40,7 @@ build: ## Build the cairn binary (release).
 	cargo build --release --bin cairn
 
 .PHONY: test
-test: ## Run every test against real PostgreSQL and Redis (checks they answer first).
+test: ## Run every test against real PostgreSQL and Redis (checks they answer first), then a short fuzzing run.
 	@./scripts/check-services.sh
 	@./scripts/drop-test-databases.sh
 	@if command -v cargo-nextest >/dev/null; then \
@@ -48,6 +48,39 @@ test: ## Run every test against real PostgreSQL and Redis (checks they answer fi
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	$(MAKE) fuzz-smoke
+
+# Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/, corpora kept in fuzz/corpus/.
+# Only the stable toolchain is assumed: RUSTC_BOOTSTRAP=1 lets it take the
+# instrumentation flags cargo-fuzz passes, and no sanitizer is asked for
+# (AddressSanitizer needs nightly's -Zsanitizer; Cairn's code has no unsafe).
+# The fuzz crate is its own workspace with its own target folder.
+CARGO_FUZZ := $(or $(shell command -v cargo-fuzz 2>/dev/null),$(TOOLS)/cargo/bin/cargo-fuzz)
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS := touchpoint profile_request rule identifier journey_definition
+FUZZ_RUN := cd fuzz && env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) fuzz run --sanitizer none
+FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+# Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` (in `make test`) for CI.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 8
+
+$(TOOLS)/cargo/bin/cargo-fuzz:
+	cargo install --locked --root $(TOOLS)/cargo cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SECONDS (default 300) each; new interesting inputs join fuzz/corpus/.
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; \
+		( $(FUZZ_RUN) $$target corpus/$$target -- $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) ) || exit 1; \
+	done
+
+.PHONY: fuzz-smoke
+fuzz-smoke: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 8) from the kept corpus, leaving it unchanged.
+	@for target in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		( $(FUZZ_RUN) $$target $$scratch corpus/$$target -- $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) ) || exit 1; \
+		rm -rf $$scratch; \
+	done
 
 .PHONY: bench
 bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two seeds against local PostgreSQL and Redis.

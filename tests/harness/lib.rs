@@ -9,6 +9,7 @@
 //! missing, a test fails at once saying which, instead of hanging.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
 pub mod proxy;
 pub mod telemetry;
 
@@ -141,7 +142,7 @@ pub struct TestApp {
 }
 
 /// The HS256 key of test suites.
-const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
+pub const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
 
 /// Starts all four services with authentication on.
 pub async fn spawn_app() -> TestApp {

@@ -428,3 +428,295 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
         .unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
+
+#[tokio::test]
+async fn fifty_ms_of_redis_latency_keeps_calls_within_their_deadlines() {
+    let (redis, through) = FaultProxy::in_front_of(&redis_url()).await;
+    let app = spawn_app_with(Options {
+        adjust: Box::new(move |settings| {
+            settings.redis_url = Some(SecretString::from(through));
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut decisions = recommendations(&app).await;
+    decisions
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "slow-offer".into(),
+                name: "An offer".into(),
+                kind: ActionKind::Service as i32,
+                category: "care".into(),
+                channels: vec![Channel::Web as i32],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let journey = app.journey().await;
+    redis.set_latency(Duration::from_millis(50));
+
+    // 8 clients at once, each for its own customer, 15 rounds each of a
+    // decision, a session and a touchpoint.
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let mut decisions = decisions.clone();
+        let mut journey = journey.clone();
+        let cookie = identifier(IdentifierType::CookieId, &format!("slow-redis-{client}"));
+        let profile_id = app.create_profile(vec![cookie.clone()], &[]).await;
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for round in 0..15 {
+                let started = tokio::time::Instant::now();
+                within_deadline(
+                    "Decide",
+                    decisions.decide(with_deadline(decide_request(&profile_id))),
+                )
+                .await
+                .expect("a decision with a slow Redis");
+                latencies.push(started.elapsed());
+                let started = tokio::time::Instant::now();
+                within_deadline(
+                    "ResumeSession",
+                    journey.resume_session(with_deadline(ResumeSessionRequest {
+                        customer: Some(by_identifier(cookie.clone())),
+                        channel: Channel::Web as i32,
+                    })),
+                )
+                .await
+                .expect("a session with a slow Redis");
+                latencies.push(started.elapsed());
+                within_deadline(
+                    "RecordTouchpoint",
+                    journey.record_touchpoint(with_deadline(RecordTouchpointRequest {
+                        touchpoint: Some(touchpoint(
+                            &format!("slow-{client}-{round}"),
+                            cookie.clone(),
+                            Channel::Web,
+                            TouchpointType::PageView,
+                            0,
+                            &[],
+                        )),
+                    })),
+                )
+                .await
+                .expect("a touchpoint with a slow Redis");
+            }
+            latencies
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for client in clients {
+        latencies.extend(client.await.unwrap());
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    let max = latencies[latencies.len() - 1];
+    assert!(p99 <= CALL_DEADLINE, "p99 {p99:?} past the deadline");
+    // Nothing queues without bound: every event recorded meanwhile leaves
+    // the outbox through the slow Redis.
+    let db = app.database.connect().await;
+    eventually(Duration::from_secs(60), "the outbox drained", || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT COUNT(*) FROM journey_outbox").await == 0).then_some(()) }
+    })
+    .await;
+    eprintln!(
+        "Redis +50 ms: {} Redis-bound calls, p99 {p99:?}, max {max:?} (deadline {CALL_DEADLINE:?})",
+        latencies.len()
+    );
+    redis.set_latency(Duration::ZERO);
+    drop(redis);
+    app.stop().await;
+}
+
+/// Handles events the way services do (an inbox row and the event's effect
+/// in one transaction), counting deliveries and effects per event.
+struct Recorder {
+    db: sea_orm::DatabaseConnection,
+    inbox: cairn_runtime::inbox::Inbox,
+    deliveries: std::sync::Mutex<BTreeMap<String, u32>>,
+}
+
+#[async_trait::async_trait]
+impl cairn_runtime::bus::EventHandler for Recorder {
+    fn topics(&self) -> Vec<String> {
+        vec!["profile.*".into()]
+    }
+
+    async fn handle(
+        &self,
+        event: &cairn_contract::events::v1::ChangeEvent,
+    ) -> cairn_runtime::Result<()> {
+        use sea_orm::TransactionTrait;
+        *self
+            .deliveries
+            .lock()
+            .unwrap()
+            .entry(event.event_id.clone())
+            .or_default() += 1;
+        let transaction = self.db.begin().await?;
+        if self
+            .inbox
+            .first_delivery(&transaction, &event.event_id)
+            .await?
+        {
+            transaction
+                .execute_raw(Statement::from_sql_and_values(
+                    transaction.get_database_backend(),
+                    "INSERT INTO faults_effects (event_id) VALUES ($1)",
+                    [event.event_id.clone().into()],
+                ))
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
+/// A replica that takes events and dies before it has handled any.
+struct Doomed(Arc<tokio::sync::Notify>);
+
+#[async_trait::async_trait]
+impl cairn_runtime::bus::EventHandler for Doomed {
+    fn topics(&self) -> Vec<String> {
+        vec!["profile.*".into()]
+    }
+
+    async fn handle(
+        &self,
+        _event: &cairn_contract::events::v1::ChangeEvent,
+    ) -> cairn_runtime::Result<()> {
+        self.0.notify_one();
+        futures::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn pending_events_of_a_dead_consumer_are_reclaimed_after_a_redis_outage_and_handled_once() {
+    use cairn_contract::events::v1::ProfileCreated;
+    use cairn_contract::events::v1::change_event::Payload;
+    use cairn_runtime::bus::{ConsumerOptions, spawn_consumer};
+
+    let database = TestDatabase::create().await;
+    let db = database.connect().await;
+    db.execute(&cairn_runtime::inbox::Inbox::create_table("faults_inbox"))
+        .await
+        .unwrap();
+    db.execute_unprepared("CREATE TABLE faults_effects (event_id TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let prefix = format!("cairn-test:{}:", uuid::Uuid::new_v4().simple());
+    let (redis, through) = FaultProxy::in_front_of(&redis_url()).await;
+    let replica_bus = || {
+        let through = through.clone();
+        let prefix = prefix.clone();
+        async move {
+            let client = redis::Client::open(through).unwrap();
+            let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+            Arc::new(RedisBus::new(connection, &prefix, 1_000_000)) as Arc<dyn EventBus>
+        }
+    };
+    let publisher = direct_bus(&prefix).await;
+    let publish = |count: usize, offset: usize| {
+        let publisher = publisher.clone();
+        async move {
+            for n in offset..offset + count {
+                publisher
+                    .publish(&cairn_runtime::outbox::event(
+                        "profile",
+                        "profile.created",
+                        &format!("reclaimed-{n}"),
+                        Payload::ProfileCreated(ProfileCreated { anonymous: true }),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    publish(20, 0).await;
+    let options = |consumer: &str| {
+        let mut options = ConsumerOptions::new("faults");
+        options.consumer = consumer.into();
+        options.min_idle = Duration::from_secs(2);
+        options
+    };
+
+    // Replica A takes every event, starts on the first and dies.
+    let took = Arc::new(tokio::sync::Notify::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let doomed = spawn_consumer(
+        replica_bus().await,
+        options("replica-a"),
+        Arc::new(Doomed(took.clone())),
+        shutdown.clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(20), took.notified())
+        .await
+        .expect("replica A took an event");
+    doomed.abort();
+
+    // Redis goes away; replica B (connected before) starts its consumer
+    // meanwhile, and more events come.
+    let survivor_bus = replica_bus().await;
+    redis.cut();
+    let recorder = Arc::new(Recorder {
+        db: db.clone(),
+        inbox: cairn_runtime::inbox::Inbox::new("faults_inbox"),
+        deliveries: std::sync::Mutex::new(BTreeMap::new()),
+    });
+    let survivor = spawn_consumer(
+        survivor_bus,
+        options("replica-b"),
+        recorder.clone(),
+        shutdown.clone(),
+    );
+    publish(10, 20).await;
+    tokio::time::sleep(OUTAGE).await;
+    redis.restore().await;
+
+    // B reclaims what A left pending, reads the rest, and handles each once.
+    eventually(
+        Duration::from_secs(60),
+        "every event handled after the outage",
+        || async {
+            (count(&db, "SELECT COUNT(DISTINCT event_id) FROM faults_effects").await == 30)
+                .then_some(())
+        },
+    )
+    .await;
+    let effects = count(&db, "SELECT COUNT(*) FROM faults_effects").await;
+    assert_eq!(effects, 30, "each event's effect exactly once");
+    let connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pending = eventually(Duration::from_secs(30), "no event left pending", || {
+        let mut connection = connection.clone();
+        let key = format!("{prefix}events");
+        async move {
+            let summary: (u64, Option<String>, Option<String>, redis::Value) =
+                redis::cmd("XPENDING")
+                    .arg(&key)
+                    .arg("faults")
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+            (summary.0 == 0).then_some(summary.0)
+        }
+    })
+    .await;
+    let deliveries: u32 = recorder.deliveries.lock().unwrap().values().sum();
+    eprintln!(
+        "bus reclaim: 20 events left pending by a dead consumer + 10 published during a 10 s Redis outage: \
+         {effects} handled once each, {deliveries} deliveries to the survivor, {pending} pending at the end"
+    );
+    shutdown.cancel();
+    let _ = survivor.await;
+    let _ = connection;
+    drop(redis);
+    database.drop_database().await;
+    cairn_tests::delete_redis_prefix(&prefix).await;
+}

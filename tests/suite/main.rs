@@ -20,6 +20,8 @@ mod journeys;
 mod journeys_as_code;
 mod lifecycle;
 mod limits;
+mod merge_properties;
+mod overload;
 mod portability;
 mod profiles;
 mod recommendation;

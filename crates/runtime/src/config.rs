@@ -251,6 +251,19 @@ pub struct Settings {
     /// queueing without bound.
     #[arg(long, env = "CAIRN_MAX_IN_FLIGHT", default_value_t = 2048)]
     pub max_in_flight: usize,
+    /// Calls one client (a token's subject, or an IP address with
+    /// authentication off) may have open at once on one replica, streams
+    /// until they end; more are answered RESOURCE_EXHAUSTED. 0: no limit.
+    #[arg(long, env = "CAIRN_CLIENT_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub client_max_in_flight: usize,
+    /// Calls one client may start per second on one replica, on average;
+    /// more are answered RESOURCE_EXHAUSTED with a retry delay. 0: no limit.
+    #[arg(long, env = "CAIRN_CLIENT_RATE_PER_SECOND", default_value_t = 0)]
+    pub client_rate_per_second: u32,
+    /// Calls one client may start at once above its rate after a quiet
+    /// spell; 0: one second's worth.
+    #[arg(long, env = "CAIRN_CLIENT_RATE_BURST", default_value_t = 0)]
+    pub client_rate_burst: u32,
     /// Time in-flight calls get to finish after SIGTERM, in milliseconds.
     #[arg(long, env = "CAIRN_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,

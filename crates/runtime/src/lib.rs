@@ -7,7 +7,7 @@
 //! - [`metrics`]: per-RPC metrics on a Prometheus endpoint.
 //! - [`auth`]: bearer tokens and the scope of every RPC.
 //! - [`error`]: the domain error kinds and their one mapping to `tonic::Status`.
-//! - [`limits`]: load shedding and the status of oversized messages.
+//! - [`limits`]: load shedding, per-client limits and the status of oversized messages.
 //! - [`breaker`]: failing fast while a service's database is down.
 //! - [`deadline`]: call deadlines, answered and passed on to peer calls.
 //! - [`server`]: serving a service with health, reflection and the event hub.

@@ -1,5 +1,6 @@
-//! Limits every server applies: load shedding of calls beyond a bound, and
-//! the status a caller sees for an oversized message.
+//! Limits every server applies: load shedding of calls beyond a bound,
+//! per-client limits on open calls and call rate, and the status a caller
+//! sees for an oversized message.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -144,6 +145,257 @@ where
                 headers.insert("grpc-status", http::HeaderValue::from_static("8"));
             }
             Ok(response)
+        })
+    }
+}
+
+/// How much one client may ask of one replica: calls open at once and calls
+/// per second. A client is the token's subject, or the peer's IP address
+/// when authentication is off. Each replica counts on its own (a limit that
+/// needed Redis on every call would make every call fail with Redis), so a
+/// client reaching N replicas gets up to N times the figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientQuota {
+    /// Calls one client may have open at once (streams count until they end); 0: no limit.
+    pub max_in_flight: usize,
+    /// Calls one client may start per second, on average; 0: no limit.
+    pub rate_per_second: u32,
+    /// Calls one client may start at once above the rate, after a quiet spell.
+    pub burst: u32,
+}
+
+impl ClientQuota {
+    /// The quota the settings configure.
+    pub fn from_settings(settings: &crate::Settings) -> Self {
+        Self {
+            max_in_flight: settings.client_max_in_flight,
+            rate_per_second: settings.client_rate_per_second,
+            burst: settings.client_rate_burst,
+        }
+    }
+}
+
+type KeyedLimiter = governor::RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    governor::clock::DefaultClock,
+>;
+
+/// Answers calls beyond a client's [`ClientQuota`] with RESOURCE_EXHAUSTED
+/// (the client's own quota is used up; other clients are served), with a
+/// `RetryInfo` detail saying when to try again. Runs after authentication,
+/// which names the client.
+#[derive(Clone)]
+pub struct ClientLimitLayer {
+    inner: Arc<ClientLimitState>,
+}
+
+struct ClientLimitState {
+    quota: ClientQuota,
+    rate: Option<KeyedLimiter>,
+    clock: governor::clock::DefaultClock,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl ClientLimitLayer {
+    /// Limits by `quota`.
+    pub fn new(quota: ClientQuota) -> Self {
+        let rate = std::num::NonZeroU32::new(quota.rate_per_second).map(|rate| {
+            let burst = std::num::NonZeroU32::new(quota.burst).unwrap_or(rate);
+            KeyedLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        let state = Arc::new(ClientLimitState {
+            quota,
+            rate,
+            clock: governor::clock::DefaultClock::default(),
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        Self { inner: state }
+    }
+
+    /// Forgets clients whose rate allowance is full again, so that the
+    /// table holds only clients seen lately (many clients, or spoofed
+    /// addresses, cannot grow it without bound).
+    fn forget_idle(&self) {
+        if let Some(rate) = &self.inner.rate
+            && rate.len() > 10_000
+        {
+            rate.retain_recent();
+            rate.shrink_to_fit();
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for ClientLimitLayer {
+    type Service = ClientLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientLimit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`ClientLimitLayer`] wraps around a server's routes.
+#[derive(Clone)]
+pub struct ClientLimit<S> {
+    inner: S,
+    layer: ClientLimitLayer,
+}
+
+/// Who a call comes from, for the per-client limits.
+fn client_of<B>(request: &http::Request<B>) -> String {
+    if let Some(principal) = request.extensions().get::<crate::auth::Principal>()
+        && principal.subject != crate::auth::Principal::unrestricted().subject
+    {
+        return format!("subject {}", principal.subject);
+    }
+    request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map(|address| format!("address {}", address.ip()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A call that counts against its client's open calls until it is dropped.
+struct OpenCall {
+    state: Arc<ClientLimitState>,
+    client: String,
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its call counted until the body ends
+    /// (the whole stream, for a streaming call).
+    struct CountedBody {
+        #[pin]
+        inner: tonic::body::Body,
+        call: Option<OpenCall>,
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = &frame {
+            this.call.take();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn exhausted(
+    message: String,
+    retry_after: Option<std::time::Duration>,
+) -> http::Response<tonic::body::Body> {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = match retry_after {
+        Some(delay) => ErrorDetails::with_retry_info(Some(delay)),
+        None => ErrorDetails::new(),
+    };
+    Status::with_error_details(tonic::Code::ResourceExhausted, message, details).into_http()
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ClientLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let state = self.layer.inner.clone();
+        if state.rate.is_none() && state.quota.max_in_flight == 0 {
+            return Box::pin(self.inner.call(request));
+        }
+        let client = client_of(&request);
+        if let Some(rate) = &state.rate
+            && let Err(not_until) = rate.check_key(&client)
+        {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(state.clock.now());
+            self.layer.forget_idle();
+            return Box::pin(async move {
+                Ok(exhausted(
+                    format!(
+                        "{client} is over its rate of {} calls per second; retry after the delay given",
+                        state.quota.rate_per_second
+                    ),
+                    Some(wait),
+                ))
+            });
+        }
+        let call = if state.quota.max_in_flight == 0 {
+            None
+        } else {
+            let mut open = state
+                .open
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let count = open.entry(client.clone()).or_default();
+            if *count >= state.quota.max_in_flight {
+                let limit = state.quota.max_in_flight;
+                return Box::pin(async move {
+                    Ok(exhausted(
+                        format!(
+                            "{client} already has {limit} calls open, its limit; finish some first"
+                        ),
+                        None,
+                    ))
+                });
+            }
+            *count += 1;
+            drop(open);
+            Some(OpenCall {
+                state: state.clone(),
+                client,
+            })
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|inner| tonic::body::Body::new(CountedBody { inner, call })))
         })
     }
 }

@@ -207,4 +207,39 @@ mod tests {
                 .is_err()
         );
     }
+
+    /// Runs `work` on a thread with the stack of a tokio worker (2 MiB),
+    /// where the services compile and evaluate rules.
+    fn on_worker_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(work)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deeply_nested_rules_are_refused_without_exhausting_the_stack() {
+        let half = MAX_RULE_BYTES / 2 - 4;
+        let hostile = [
+            format!("{}true{}", "(".repeat(half), ")".repeat(half)),
+            format!("{}true", "!".repeat(MAX_RULE_BYTES - 8)),
+            format!("{}1 > 0", "-".repeat(MAX_RULE_BYTES - 8)),
+            format!("1{} > 0", " + 1".repeat((MAX_RULE_BYTES - 8) / 4)),
+            format!("{}1{} == 1", "[".repeat(half), "]".repeat(half)),
+            format!("attributes{}", ".a".repeat((MAX_RULE_BYTES - 16) / 2)),
+        ];
+        for source in hostile {
+            let outcome = on_worker_stack(move || {
+                Rule::compile("rule", &source, &["attributes"]).map(|rule| {
+                    rule.evaluate(&variables(json!({"attributes": {}})))
+                        .map(|_| ())
+                })
+            });
+            if let Err(Error::InvalidArgument(violations)) = &outcome {
+                assert_eq!(violations[0].field, "rule");
+            }
+        }
+    }
 }

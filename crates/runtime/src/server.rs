@@ -20,7 +20,7 @@ use crate::bus::{EventBus, EventHub, MemoryBus, RedisBus};
 use crate::config::{ServiceKind, Settings};
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
-use crate::limits::{MessageSizeStatusLayer, ShedLayer};
+use crate::limits::{ClientLimitLayer, ClientQuota, MessageSizeStatusLayer, ShedLayer};
 use crate::telemetry::TraceLayer;
 
 /// The protobuf name of the event hub, served by every service.
@@ -205,6 +205,7 @@ pub async fn serve(
         .layer(MessageSizeStatusLayer)
         .layer(ShedLayer::new(settings.max_in_flight))
         .layer(AuthLayer::new(shared.verifier.clone(), scopes))
+        .layer(ClientLimitLayer::new(ClientQuota::from_settings(settings)))
         .layer(FailFastLayer::new(breaker, &parts.grpc_services))
         .layer(DeadlineLayer::new(settings.default_deadline()))
         .into_inner();

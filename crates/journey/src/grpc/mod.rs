@@ -203,6 +203,9 @@ impl JourneyApi {
     }
 }
 
+/// Most touchpoints in one RecordTouchpoints call or one stream message.
+pub const MAX_TOUCHPOINTS_PER_BATCH: usize = 1000;
+
 /// What became of each touchpoint of a batch, in order.
 type Outcomes = Vec<Option<cairn_runtime::Result<(crate::domain::Touchpoint, bool)>>>;
 
@@ -376,8 +379,12 @@ impl JourneyService for JourneyApi {
     ) -> Result<Response<pb::RecordTouchpointsResponse>, Status> {
         let caller = Principal::of(&request)?;
         let touchpoints = request.into_inner().touchpoints;
-        if touchpoints.is_empty() || touchpoints.len() > 1000 {
-            return Err(Error::invalid("touchpoints", "between 1 and 1000 touchpoints").into());
+        if touchpoints.is_empty() || touchpoints.len() > MAX_TOUCHPOINTS_PER_BATCH {
+            return Err(Error::invalid(
+                "touchpoints",
+                format!("between 1 and {MAX_TOUCHPOINTS_PER_BATCH} touchpoints"),
+            )
+            .into());
         }
         Ok(Response::new(pb::RecordTouchpointsResponse {
             results: self.record_batch(&caller, 0, touchpoints).await,
@@ -596,6 +603,21 @@ impl JourneyService for JourneyApi {
                         break;
                     }
                 };
+                // Refused before any of it is worked on: a client bug, and
+                // an acknowledgement that would come only after thousands
+                // of writes.
+                if message.touchpoints.len() > MAX_TOUCHPOINTS_PER_BATCH {
+                    let refusal = Error::invalid(
+                        "touchpoints",
+                        format!(
+                            "at most {MAX_TOUCHPOINTS_PER_BATCH} touchpoints per message; \
+                             this one had {}",
+                            message.touchpoints.len()
+                        ),
+                    );
+                    let _ = sender.send(Err(refusal.into())).await;
+                    break;
+                }
                 // One transaction per message; messages of a stream are
                 // stored in order, so one customer's touchpoints move them
                 // through their journeys in the order sent.
