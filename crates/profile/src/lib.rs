@@ -48,6 +48,13 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("profile_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    // Erasure reaches the bus: the person's events go once every service handled them.
+    cairn_runtime::bus::spawn_consumer(
+        shared.bus.clone(),
+        cairn_runtime::bus::ConsumerOptions::new(cairn_runtime::bus::FORGET_GROUP),
+        Arc::new(cairn_runtime::bus::ForgetErased::new(shared.bus.clone())),
+        shared.shutdown.clone(),
+    );
     let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));
     let api = grpc::ProfileApi::new(
         store,

@@ -4,6 +4,7 @@
 //! personal data. `docs/reliability.md` lists each test with its figure.
 
 mod customers;
+mod erasure;
 mod raw;
 mod scopes;
 mod tls;
