@@ -140,7 +140,7 @@ pub struct TestApp {
 }
 
 /// The HS256 key of test suites.
-const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
+pub const TEST_KEY: &str = "test-key-of-at-least-thirty-two-bytes!!";
 
 /// Starts all four services with authentication on.
 pub async fn spawn_app() -> TestApp {
