@@ -9,6 +9,7 @@
 //! missing, a test fails at once saying which, instead of hanging.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod proxy;
 pub mod telemetry;
 
 use std::net::SocketAddr;

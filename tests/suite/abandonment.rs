@@ -51,7 +51,7 @@ async fn replica(app: &TestApp) -> TestApp {
     .await
 }
 
-/// A journey whose cart stage may last one second.
+/// A journey whose cart stage may last two seconds.
 async fn quick_cart(journey: &mut JourneyClient) {
     journey
         .create_journey_definition(CreateJourneyDefinitionRequest {
@@ -62,7 +62,7 @@ async fn quick_cart(journey: &mut JourneyClient) {
                         name: "cart".into(),
                         condition: r#"touchpoint.type == "add_to_cart""#.into(),
                         max_duration: Some(prost_types::Duration {
-                            seconds: 1,
+                            seconds: 2,
                             nanos: 0,
                         }),
                         key_property: "cart_id".into(),
@@ -107,19 +107,20 @@ async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
         .into_inner();
 
     // Each customer puts a cart aside; one of them buys in time and is not abandoned.
-    let mut touchpoints: Vec<_> = (0..CARTS)
-        .map(|n| {
-            touchpoint(
-                &format!("cart-{n}"),
-                identifier(IdentifierType::CookieId, &format!("cart-owner-{n}")),
-                Channel::Web,
-                TouchpointType::AddToCart,
-                0,
-                &[("cart_id", &format!("c-{n}"))],
-            )
-        })
-        .collect();
-    // Made after the carts, so it happened after them.
+    let cart = |n: usize| {
+        touchpoint(
+            &format!("cart-{n}"),
+            identifier(IdentifierType::CookieId, &format!("cart-owner-{n}")),
+            Channel::Web,
+            TouchpointType::AddToCart,
+            0,
+            &[("cart_id", &format!("c-{n}"))],
+        )
+    };
+    // The buyer's two touchpoints come first, so the purchase is in well
+    // before the cart's limit however slow the machine; made in this order,
+    // the purchase happened after the cart.
+    let mut touchpoints = vec![cart(0)];
     touchpoints.push(touchpoint(
         "bought-0",
         identifier(IdentifierType::CookieId, "cart-owner-0"),
@@ -128,6 +129,7 @@ async fn three_replicas_detect_each_abandoned_cart_exactly_once() {
         0,
         &[],
     ));
+    touchpoints.extend((1..CARTS).map(cart));
     let results = journey
         .record_touchpoints(RecordTouchpointsRequest { touchpoints })
         .await

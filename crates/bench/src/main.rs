@@ -8,10 +8,15 @@
 //! - `quality-offline`: the same world against the scorer in process.
 //! - `speed`: Decide's median and p99 latency at an offered rate with a
 //!   catalogue of 200 actions, and the throughput reached.
+//! - `load`: the load generator (`make bench`): a seeded customer base,
+//!   touchpoint ingestion (streamed and batched), Decide, profile resolve
+//!   and a mixed journey, each read against an empty gRPC method of the same
+//!   server; a table and a JSON report.
 //!
 //! The suite is started in this process (`cairn::Suite::start`) on a fresh
 //! PostgreSQL database and Redis prefix, dropped afterwards.
 
+mod load;
 mod quality;
 mod speed;
 mod suite;
@@ -36,6 +41,9 @@ enum Command {
     /// Decide's latency (median, p99) at a fixed offered rate with a
     /// catalogue of 200 actions, and the throughput reached.
     Speed(speed::Options),
+    /// The load generator: every scenario against the baseline, a table and
+    /// a JSON report (`make bench`).
+    Load(load::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         Command::Quality(options) => runtime.block_on(quality::run(options)),
         Command::QualityOffline(options) => quality::run_offline(options),
         Command::Speed(options) => runtime.block_on(speed::run(options)),
+        Command::Load(options) => runtime.block_on(load::run(options)),
     }
 }

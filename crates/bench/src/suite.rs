@@ -24,6 +24,17 @@ impl BenchSuite {
         redis_url: &str,
         services: &[ServiceKind],
     ) -> anyhow::Result<Self> {
+        Self::start_with(admin_url, redis_url, services, |_| {}).await
+    }
+
+    /// Like [`BenchSuite::start`], with `adjust` changing the settings last
+    /// (pool sizes, timers) before the services start.
+    pub async fn start_with(
+        admin_url: &str,
+        redis_url: &str,
+        services: &[ServiceKind],
+        adjust: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
         let admin = Database::connect(admin_url)
             .await
             .with_context(|| "connecting to PostgreSQL (is it running?)")?;
@@ -45,6 +56,7 @@ impl BenchSuite {
         settings.redis_prefix = format!("cairn-bench:{}:", uuid::Uuid::new_v4().simple());
         settings.auth_disabled = true;
         settings.metrics_port = 0;
+        adjust(&mut settings);
         let suite = Suite::start(settings, services, CancellationToken::new())
             .await
             .map_err(|error| anyhow::anyhow!("the suite did not start: {error}"))?;
@@ -53,6 +65,18 @@ impl BenchSuite {
             admin,
             database,
         })
+    }
+
+    /// The URL of the suite's own database, for seeding it directly.
+    pub fn database_url(&self) -> String {
+        use secrecy::ExposeSecret;
+        self.suite
+            .shared
+            .settings
+            .database_url
+            .as_ref()
+            .map(|url| url.expose_secret().to_string())
+            .unwrap_or_default()
     }
 
     /// The address of `service`.

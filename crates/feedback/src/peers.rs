@@ -7,11 +7,10 @@ use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
 use cairn_contract::recommendation::v1 as recommendation;
 use cairn_contract::recommendation::v1::recommendation_service_client::RecommendationServiceClient;
 use cairn_runtime::common::{CustomerReference, timestamp_from_proto};
-use cairn_runtime::peer::{PeerChannel, with_retry};
-use cairn_runtime::{Error, FieldViolation, Result};
+use cairn_runtime::peer::{PeerChannel, refusal_about, with_retry};
+use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use tonic::Code;
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::storage::BudgetAnswer;
@@ -60,7 +59,7 @@ impl ProfileDirectory {
             .await
             .map(|response| response.into_inner().profile),
         };
-        let found = outcome.map_err(|status| peer_error(field, status))?;
+        let found = outcome.map_err(|status| refusal_about(field, status))?;
         profile_id(found)
     }
 
@@ -75,7 +74,7 @@ impl ProfileDirectory {
         })
         .await
         .map(|response| response.into_inner().profile);
-        let found = outcome.map_err(|status| peer_error(field, status))?;
+        let found = outcome.map_err(|status| refusal_about(field, status))?;
         profile_id(found)
     }
 
@@ -96,7 +95,7 @@ impl ProfileDirectory {
             async move { client.check_contact(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?
+        .map_err(|status| refusal_about("customer", status))?
         .into_inner();
         Ok(ContactAnswer {
             allowed: answer.allowed,
@@ -119,7 +118,7 @@ impl ProfileDirectory {
             async move { client.list_profile_segments(request).await }
         })
         .await
-        .map_err(|status| peer_error("customer", status))?;
+        .map_err(|status| refusal_about("customer", status))?;
         Ok(answer.into_inner().segment_ids)
     }
 }
@@ -176,7 +175,7 @@ impl ContactBudget {
                 "the recommendation service (shared contact budget) is not reachable now; retry later"
                     .into(),
             ),
-            _ => peer_error("customer", status),
+            _ => refusal_about("customer", status),
         })?
         .into_inner();
         let detail = answer
@@ -192,31 +191,5 @@ impl ContactBudget {
                 format!("customer: {detail}")
             },
         })
-    }
-}
-
-/// A peer's answer in this caller's terms: its field violations are
-/// re-rooted under `field`, so the caller sees the field it sent.
-fn peer_error(field: &str, status: tonic::Status) -> Error {
-    match status.code() {
-        Code::InvalidArgument => {
-            let violations: Vec<FieldViolation> = status
-                .get_details_bad_request()
-                .map(|bad_request| {
-                    bad_request
-                        .field_violations
-                        .into_iter()
-                        .map(|v| FieldViolation::new(format!("{field}.{}", v.field), v.description))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if violations.is_empty() {
-                Error::invalid(field, status.message().to_string())
-            } else {
-                Error::InvalidArgument(violations)
-            }
-        }
-        Code::NotFound => Error::not_found("customer", format!("in {field}")),
-        _ => Error::from(status),
     }
 }

@@ -6,7 +6,9 @@ use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
 use cairn_runtime::common::CustomerReference;
 use cairn_runtime::peer::{PeerChannel, refusal_about, with_retry};
 use cairn_runtime::{Error, Result};
-use tonic::Code;
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// Resolves customer references to profile ids through the profile service.
@@ -27,7 +29,64 @@ impl ProfileDirectory {
     /// survivor; an identifier seen for the first time gets an anonymous
     /// profile. `field` names the reference in errors.
     pub async fn resolve(&self, field: &str, customer: &CustomerReference) -> Result<Uuid> {
-        let outcome = match customer {
+        let profile = self
+            .ask(customer)
+            .await
+            .map_err(|status| refusal_about(field, status))?;
+        profile_id(profile)
+    }
+
+    /// The profile ids of many references (each named by its field in its
+    /// error), in their order: each distinct reference is asked once, and
+    /// up to [`RESOLVES_IN_FLIGHT`] are asked at a time. What a batch of
+    /// touchpoints uses, where many touchpoints name the same customer.
+    pub async fn resolve_all(
+        &self,
+        customers: &[(String, &CustomerReference)],
+    ) -> Vec<Result<Uuid>> {
+        use futures::StreamExt;
+        let mut distinct: Vec<&CustomerReference> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let slots: Vec<usize> = customers
+            .iter()
+            .map(|(_, customer)| {
+                *position.entry(format!("{customer:?}")).or_insert_with(|| {
+                    distinct.push(customer);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        // Owned futures, collected before they are polled: a lazily mapped
+        // stream of borrowing futures is not Send for every lifetime.
+        let asks: Vec<_> = distinct
+            .into_iter()
+            .map(|customer| {
+                let (directory, customer) = (self.clone(), customer.clone());
+                async move { directory.ask(&customer).await }
+            })
+            .collect();
+        let answers: Vec<std::result::Result<Option<profile::Profile>, Status>> =
+            futures::stream::iter(asks)
+                .buffered(RESOLVES_IN_FLIGHT)
+                .collect()
+                .await;
+        customers
+            .iter()
+            .zip(slots)
+            .map(|((field, _), slot)| match &answers[slot] {
+                Ok(profile) => profile_id(profile.clone()),
+                Err(status) => Err(refusal_about(field, status.clone())),
+            })
+            .collect()
+    }
+
+    /// The profile service's answer about `customer`, creating an anonymous
+    /// profile for an identifier seen for the first time.
+    async fn ask(
+        &self,
+        customer: &CustomerReference,
+    ) -> std::result::Result<Option<profile::Profile>, Status> {
+        match customer {
             CustomerReference::ProfileId(_) => with_retry(|| {
                 let mut client = self.client.clone();
                 let request = profile::GetProfileRequest {
@@ -48,12 +107,18 @@ impl ProfileDirectory {
             })
             .await
             .map(|response| response.into_inner().profile),
-        };
-        let profile = outcome.map_err(|status| refusal_about(field, status))?;
-        let id = profile.map(|p| p.profile_id).unwrap_or_default();
-        Uuid::parse_str(&id)
-            .map_err(|_| Error::internal("the profile service answered without a profile id"))
+        }
     }
+}
+
+/// Profile-service calls one batch of touchpoints keeps in flight.
+pub const RESOLVES_IN_FLIGHT: usize = 32;
+
+/// The id of a profile the profile service answered with.
+fn profile_id(profile: Option<profile::Profile>) -> Result<Uuid> {
+    let id = profile.map(|p| p.profile_id).unwrap_or_default();
+    Uuid::parse_str(&id)
+        .map_err(|_| Error::internal("the profile service answered without a profile id"))
 }
 
 impl ProfileDirectory {

@@ -8,6 +8,7 @@
 //! [`start`] wires them to the shared runtime.
 
 pub mod domain;
+pub mod feedback_facts;
 pub mod grpc;
 pub mod storage;
 
@@ -56,6 +57,12 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         shared.shutdown.clone(),
     );
     let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));
+    cairn_runtime::bus::spawn_consumer(
+        shared.bus.clone(),
+        cairn_runtime::bus::ConsumerOptions::new("profile-feedback"),
+        Arc::new(feedback_facts::FeedbackFacts::new(store.clone())),
+        shared.shutdown.clone(),
+    );
     let api = grpc::ProfileApi::new(
         store,
         settings.default_phone_region.clone(),

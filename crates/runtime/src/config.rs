@@ -238,15 +238,17 @@ pub struct Settings {
     /// Largest request or response message, in bytes.
     #[arg(long, env = "CAIRN_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
-    /// Deadline applied to calls that carry none, in milliseconds.
-    /// Streaming calls are not cut by it.
+    /// Deadline applied to calls that carry none, and the longest a call
+    /// with its own deadline gets, in milliseconds; a call past it is
+    /// answered DEADLINE_EXCEEDED. Streaming calls are not cut by it.
     #[arg(long, env = "CAIRN_DEFAULT_DEADLINE_MS", default_value_t = 30_000)]
     pub default_deadline_ms: u64,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "CAIRN_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
     /// Calls a service works on at once; calls beyond it are shed at once with
-    /// RESOURCE_EXHAUSTED instead of queueing without bound.
+    /// UNAVAILABLE (the server is overloaded; retry with backoff) instead of
+    /// queueing without bound.
     #[arg(long, env = "CAIRN_MAX_IN_FLIGHT", default_value_t = 2048)]
     pub max_in_flight: usize,
     /// Time in-flight calls get to finish after SIGTERM, in milliseconds.

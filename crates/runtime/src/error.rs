@@ -192,13 +192,39 @@ impl From<Error> for Status {
 impl From<sea_orm::DbErr> for Error {
     fn from(error: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;
-        match &error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+        let lost = match &error {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(cause))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(cause)) => connection_lost(cause),
+            _ => false,
+        };
+        match lost {
+            true => {
                 tracing::warn!(error = %error, "database unreachable");
                 Error::Unavailable("the database is not reachable now; retry later".into())
             }
-            _ => Error::Internal(format!("database: {error}")),
+            false => Error::Internal(format!("database: {error}")),
         }
+    }
+}
+
+/// True when a statement failed because the database went away (a
+/// connection closed or refused, a server shutting down or restarting), not
+/// because of the statement: the caller may retry it later.
+fn connection_lost(cause: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match cause {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P (operator
+        // intervention: admin shutdown, crash shutdown, cannot connect now).
+        Sqlx::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`auth`]: bearer tokens and the scope of every RPC.
 //! - [`error`]: the domain error kinds and their one mapping to `tonic::Status`.
 //! - [`limits`]: load shedding and the status of oversized messages.
+//! - [`breaker`]: failing fast while a service's database is down.
+//! - [`deadline`]: call deadlines, answered and passed on to peer calls.
 //! - [`server`]: serving a service with health, reflection and the event hub.
 //! - [`peer`]: gRPC clients for service-to-service calls.
 //! - [`tls`]: TLS on the listeners and mutual TLS between services.
@@ -19,9 +21,11 @@
 //! - [`rules`]: CEL rules (segments, stage conditions, eligibility).
 
 pub mod auth;
+pub mod breaker;
 pub mod bus;
 pub mod common;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod inbox;
 pub mod limits;

@@ -38,8 +38,12 @@ impl Interceptor for PeerInterceptor {
                 .map_err(|_| Status::internal("the service token is not valid metadata"))?;
             request.metadata_mut().insert("authorization", value);
         }
+        // The caller's deadline, when this runs inside a call, bounds the
+        // peer call too: no work goes on for a caller that has given up.
         if request.metadata().get("grpc-timeout").is_none() {
-            request.set_timeout(self.deadline);
+            let budget =
+                crate::deadline::remaining().map_or(self.deadline, |left| left.min(self.deadline));
+            request.set_timeout(budget);
         }
         Ok(request)
     }

@@ -15,8 +15,10 @@ use tonic_health::ServingStatus;
 use crate::auth::{AuthLayer, ScopeTable, Verifier};
 use cairn_state::{MemoryStore, RedisStore, StateStore};
 
+use crate::breaker::{DatabaseBreaker, FailFastLayer};
 use crate::bus::{EventBus, EventHub, MemoryBus, RedisBus};
 use crate::config::{ServiceKind, Settings};
+use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
 use crate::limits::{MessageSizeStatusLayer, ShedLayer};
 use crate::telemetry::TraceLayer;
@@ -69,6 +71,9 @@ pub struct Shared {
     /// Fires on SIGTERM/SIGINT (or when a test stops the suite).
     pub shutdown: CancellationToken,
 }
+
+/// How long a readiness check may wait for a store before it counts as down.
+const READINESS_BOUND: Duration = Duration::from_secs(2);
 
 /// How long connecting to Redis may take before the process gives up.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,11 +160,13 @@ pub async fn serve(
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
+    let breaker = DatabaseBreaker::default();
     spawn_readiness(
         parts.grpc_services.clone(),
         parts.readiness.clone(),
         shared.bus.clone(),
         reporter.clone(),
+        breaker.clone(),
         shared.shutdown.clone(),
     );
 
@@ -198,6 +205,8 @@ pub async fn serve(
         .layer(MessageSizeStatusLayer)
         .layer(ShedLayer::new(settings.max_in_flight))
         .layer(AuthLayer::new(shared.verifier.clone(), scopes))
+        .layer(FailFastLayer::new(breaker, &parts.grpc_services))
+        .layer(DeadlineLayer::new(settings.default_deadline()))
         .into_inner();
 
     let address = listener.local_addr().map_err(|error| error.to_string())?;
@@ -213,7 +222,6 @@ pub async fn serve(
     }
     let server = builder
         .max_concurrent_streams(Some(settings.max_concurrent_streams))
-        .timeout(settings.default_deadline())
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)
         .add_routes(routes)
@@ -249,12 +257,31 @@ fn spawn_readiness(
     readiness: Arc<dyn Readiness>,
     bus: Arc<dyn EventBus>,
     reporter: tonic_health::server::HealthReporter,
+    breaker: DatabaseBreaker,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut serving = false;
         loop {
-            let ready = readiness.check().await.and(bus.ping().await);
+            // A store that does not answer within the check's bound counts
+            // as down: a stopped PostgreSQL makes the pool retry until its
+            // own timeout, far longer.
+            let database = tokio::time::timeout(READINESS_BOUND, readiness.check())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "the database did not answer the readiness check in time".into(),
+                    ))
+                });
+            breaker.record(database.is_ok());
+            let bus_ready = tokio::time::timeout(READINESS_BOUND, bus.ping())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "the bus did not answer the readiness check in time".into(),
+                    ))
+                });
+            let ready = database.and(bus_ready);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -274,7 +301,7 @@ fn spawn_readiness(
                 serving = now_serving;
             }
             let pause = if serving {
-                Duration::from_secs(5)
+                Duration::from_secs(1)
             } else {
                 Duration::from_millis(200)
             };

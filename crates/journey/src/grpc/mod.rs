@@ -104,21 +104,6 @@ pub(crate) fn time_range(
     Ok((start, end))
 }
 
-/// A `grpc-timeout` header value ("500m", "2S") as a duration.
-fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
-    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = amount.parse().ok()?;
-    Some(match unit {
-        "H" => std::time::Duration::from_secs(amount * 3600),
-        "M" => std::time::Duration::from_secs(amount * 60),
-        "S" => std::time::Duration::from_secs(amount),
-        "m" => std::time::Duration::from_millis(amount),
-        "u" => std::time::Duration::from_micros(amount),
-        "n" => std::time::Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
 /// Answers a handler's result on the wire, mapping domain errors in one place.
 fn answer<T>(result: cairn_runtime::Result<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
@@ -218,6 +203,155 @@ impl JourneyApi {
     }
 }
 
+/// What became of each touchpoint of a batch, in order.
+type Outcomes = Vec<Option<cairn_runtime::Result<(crate::domain::Touchpoint, bool)>>>;
+
+impl JourneyApi {
+    /// Checks, resolves and stores the touchpoints of one batch (a stream
+    /// message or a RecordTouchpoints call) in one transaction, answering
+    /// each: a bad touchpoint is refused alone; when the database fails, the
+    /// batch's other touchpoints are refused with its error and none is
+    /// stored. `first` is the index in the call of the first touchpoint,
+    /// which fields and results count from.
+    async fn record_batch(
+        &self,
+        caller: &Principal,
+        first: i64,
+        wires: Vec<pb::Touchpoint>,
+    ) -> Vec<pb::TouchpointResult> {
+        let ids: Vec<String> = wires
+            .iter()
+            .map(|wire| wire.touchpoint_id.clone())
+            .collect();
+        let now = chrono::Utc::now();
+        let mut outcomes: Outcomes = (0..wires.len()).map(|_| None).collect();
+        let mut checked = Vec::with_capacity(wires.len());
+        for (slot, wire) in wires.into_iter().enumerate() {
+            let field = format!("touchpoints[{}]", first + slot as i64);
+            match convert::IncomingTouchpoint::from_proto(&field, wire, now) {
+                Ok(incoming) => checked.push((slot, field, incoming)),
+                Err(error) => outcomes[slot] = Some(Err(error)),
+            }
+        }
+        if let Err(error) = self.store_batch(caller, checked, &mut outcomes).await {
+            let status = Status::from(error);
+            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_none()) {
+                *outcome = Some(Err(Error::from(status.clone())));
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(|(slot, (outcome, touchpoint_id))| {
+                let outcome = outcome.unwrap_or_else(|| {
+                    Err(Error::internal(
+                        "a touchpoint of the batch was not answered",
+                    ))
+                });
+                touchpoint_result(first + slot as i64, touchpoint_id, outcome)
+            })
+            .collect()
+    }
+
+    /// Stores the checked touchpoints of a batch, filling in their outcomes;
+    /// an error means the database failed and nothing more was stored.
+    async fn store_batch(
+        &self,
+        caller: &Principal,
+        checked: Vec<(usize, String, convert::IncomingTouchpoint)>,
+        outcomes: &mut Outcomes,
+    ) -> cairn_runtime::Result<()> {
+        // Retries of stored touchpoints are answered without asking the profile service.
+        let ids: Vec<&str> = checked
+            .iter()
+            .map(|(_, _, incoming)| incoming.id.as_str())
+            .collect();
+        let stored = self.store.find_all(&ids).await?;
+        let mut fresh = Vec::with_capacity(checked.len());
+        for (slot, field, incoming) in checked {
+            match stored.get(&incoming.id) {
+                // A retry is answered only to a caller who may see it.
+                Some(touchpoint) => {
+                    outcomes[slot] = Some(
+                        caller
+                            .admit(Ok(touchpoint.clone()), |touchpoint| touchpoint.profile_id)
+                            .map(|touchpoint| (touchpoint, true)),
+                    )
+                }
+                None => fresh.push((slot, field, incoming)),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let references: Vec<(String, &CustomerReference)> = fresh
+            .iter()
+            .map(|(_, field, incoming)| (format!("{field}.customer"), &incoming.customer))
+            .collect();
+        let resolved = if caller.is_customer() {
+            // A customer's token names only its own customer, one by one.
+            let mut resolved = Vec::with_capacity(references.len());
+            for (field, customer) in &references {
+                resolved.push(self.customer_of(caller, field, customer, true).await);
+            }
+            resolved
+        } else {
+            self.profiles.resolve_all(&references).await
+        };
+        let journeys = self.store.journeys();
+        let heads = journeys.heads(journeys.database(), true).await?;
+        let mut slots = Vec::with_capacity(fresh.len());
+        let mut touchpoints = Vec::with_capacity(fresh.len());
+        for ((slot, _, incoming), profile_id) in fresh.into_iter().zip(resolved) {
+            match profile_id {
+                Ok(profile_id) => {
+                    slots.push(slot);
+                    touchpoints.push(incoming.into_touchpoint(profile_id));
+                }
+                Err(error) => outcomes[slot] = Some(Err(error)),
+            }
+        }
+        let mut profiles = std::collections::HashMap::new();
+        if heads.iter().any(|journey| journey.reads_profile()) {
+            let distinct: std::collections::BTreeSet<uuid::Uuid> = touchpoints
+                .iter()
+                .map(|touchpoint| touchpoint.profile_id)
+                .collect();
+            for profile_id in distinct {
+                match self.profiles.rule_variable(profile_id).await {
+                    Ok(variable) => {
+                        profiles.insert(profile_id, variable);
+                    }
+                    // The profile's touchpoints are refused; the others go on.
+                    Err(error) => {
+                        let status = Status::from(error);
+                        let (refused, kept): (Vec<_>, Vec<_>) = slots
+                            .into_iter()
+                            .zip(touchpoints)
+                            .partition(|(_, touchpoint)| touchpoint.profile_id == profile_id);
+                        for (slot, _) in refused {
+                            outcomes[slot] = Some(Err(Error::from(status.clone())));
+                        }
+                        (slots, touchpoints) = kept.into_iter().unzip();
+                    }
+                }
+            }
+        }
+        if touchpoints.is_empty() {
+            return Ok(());
+        }
+        let results = self
+            .store
+            .record_batch(touchpoints, &heads, &profiles)
+            .await?;
+        for (slot, result) in slots.into_iter().zip(results) {
+            outcomes[slot] = Some(result);
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl JourneyService for JourneyApi {
     async fn record_touchpoint(
@@ -245,15 +379,9 @@ impl JourneyService for JourneyApi {
         if touchpoints.is_empty() || touchpoints.len() > 1000 {
             return Err(Error::invalid("touchpoints", "between 1 and 1000 touchpoints").into());
         }
-        let mut results = Vec::with_capacity(touchpoints.len());
-        for (index, wire) in touchpoints.into_iter().enumerate() {
-            let touchpoint_id = wire.touchpoint_id.clone();
-            let outcome = self
-                .record_one(&caller, &format!("touchpoints[{index}]"), wire)
-                .await;
-            results.push(touchpoint_result(index as i64, touchpoint_id, outcome));
-        }
-        Ok(Response::new(pb::RecordTouchpointsResponse { results }))
+        Ok(Response::new(pb::RecordTouchpointsResponse {
+            results: self.record_batch(&caller, 0, touchpoints).await,
+        }))
     }
 
     async fn list_timeline(
@@ -442,7 +570,7 @@ impl JourneyService for JourneyApi {
             .metadata()
             .get("grpc-timeout")
             .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout)
+            .and_then(cairn_runtime::deadline::parse_grpc_timeout)
             .map_or(self.context_deadline, |asked| {
                 asked.mul_f64(0.9).min(self.context_deadline)
             });
@@ -468,15 +596,12 @@ impl JourneyService for JourneyApi {
                         break;
                     }
                 };
-                let mut results = Vec::with_capacity(message.touchpoints.len());
-                for wire in message.touchpoints {
-                    let touchpoint_id = wire.touchpoint_id.clone();
-                    let outcome = api
-                        .record_one(&caller, &format!("touchpoints[{index}]"), wire)
-                        .await;
-                    results.push(touchpoint_result(index, touchpoint_id, outcome));
-                    index += 1;
-                }
+                // One transaction per message; messages of a stream are
+                // stored in order, so one customer's touchpoints move them
+                // through their journeys in the order sent.
+                let count = message.touchpoints.len() as i64;
+                let results = api.record_batch(&caller, index, message.touchpoints).await;
+                index += count;
                 // Acknowledged only after every touchpoint of the message is durable.
                 if sender
                     .send(Ok(pb::StreamTouchpointsResponse { results }))

@@ -407,6 +407,145 @@ impl JourneyStore {
         Ok(transitions)
     }
 
+    /// Moves customers through every journey the touchpoints of `steps`
+    /// concern, one touchpoint after the other in their order, within the
+    /// caller's transaction; returns the transitions made. The batched form
+    /// of [`JourneyStore::progress`]: every customer of the batch is locked
+    /// at once (in one global order, so concurrent batches cannot deadlock),
+    /// their positions are read in one query and moved in memory, and the
+    /// final positions, the transitions and their events are written with
+    /// one multi-row statement each.
+    pub async fn progress_batch(
+        &self,
+        transaction: &DatabaseTransaction,
+        heads: &[Arc<JourneyDefinition>],
+        steps: &[Step<'_>],
+    ) -> Result<Vec<Transition>> {
+        if heads.is_empty() || steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let customers: Vec<String> = steps
+            .iter()
+            .map(|step| step.customer.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        lock_customers(transaction, &customers).await?;
+        let mut positions = HashMap::new();
+        for chunk in customers.chunks(ROWS_PER_STATEMENT) {
+            for row in state::Entity::find()
+                .filter(state::Column::CustomerId.is_in(chunk.to_vec()))
+                .all(transaction)
+                .await?
+            {
+                positions.insert(
+                    (row.customer_id.clone(), row.journey_id.clone()),
+                    position_of(&row)?,
+                );
+            }
+        }
+        let mut moves = Vec::new();
+        for step in steps {
+            for latest in heads {
+                let key = (step.customer.to_string(), latest.id.clone());
+                let position = positions.get(&key);
+                let own = match position {
+                    Some(position) if position.version != latest.version => {
+                        self.cached_version(transaction, &latest.id, position.version, false)
+                            .await?
+                    }
+                    _ => latest.clone(),
+                };
+                let Some(change) = progress::on_touchpoint(
+                    latest,
+                    &own,
+                    position,
+                    step.touchpoint,
+                    step.variables,
+                ) else {
+                    continue;
+                };
+                let definition = if change.position.version == latest.version {
+                    latest.clone()
+                } else {
+                    own
+                };
+                positions.insert(key, change.position.clone());
+                moves.push(BatchMove {
+                    customer: step.customer,
+                    profile_id: step.touchpoint.profile_id.to_string(),
+                    definition,
+                    change,
+                });
+            }
+        }
+        self.apply_batch(transaction, &moves).await?;
+        Ok(moves
+            .into_iter()
+            .filter_map(|written| written.change.transition)
+            .collect())
+    }
+
+    /// Writes the moves of a batch: each customer's last position per
+    /// journey, every transition and its event.
+    async fn apply_batch(
+        &self,
+        transaction: &DatabaseTransaction,
+        moves: &[BatchMove<'_>],
+    ) -> Result<()> {
+        // The last move of each (customer, journey) holds its final position.
+        let mut last = HashMap::new();
+        for (index, written) in moves.iter().enumerate() {
+            last.insert(
+                (written.customer, &written.change.position.journey_id),
+                index,
+            );
+        }
+        let mut finals: Vec<usize> = last.into_values().collect();
+        finals.sort_unstable();
+        let states: Vec<state::ActiveModel> = finals
+            .iter()
+            .map(|&index| {
+                let written = &moves[index];
+                state_row(
+                    written.customer,
+                    &written.profile_id,
+                    &written.definition,
+                    &written.change.position,
+                )
+            })
+            .collect();
+        for chunk in states.chunks(ROWS_PER_STATEMENT) {
+            state::Entity::insert_many(chunk.to_vec())
+                .on_conflict(state_upsert())
+                .exec_without_returning(transaction)
+                .await?;
+        }
+        let mut transitions = Vec::new();
+        let mut events = Vec::new();
+        for written in moves {
+            if let Some(transition) = &written.change.transition {
+                transitions.push(transition_row(
+                    written.customer,
+                    &written.profile_id,
+                    transition,
+                ));
+                events.push(stage_changed(
+                    written.customer,
+                    transition,
+                    &written.change.position,
+                ));
+            }
+        }
+        for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
+            transition::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(transaction)
+                .await?;
+        }
+        self.outbox.enqueue_all(transaction, &events).await?;
+        Ok(())
+    }
+
     /// Writes a move: the position, its due time, the transition and its event.
     pub async fn apply(
         &self,
@@ -416,65 +555,25 @@ impl JourneyStore {
         definition: &JourneyDefinition,
         change: &Move,
     ) -> Result<()> {
-        let position = &change.position;
-        let model = state::ActiveModel {
-            customer_id: Set(customer.to_string()),
-            journey_id: Set(position.journey_id.clone()),
-            profile_id: Set(profile_id.to_string()),
-            version: Set(position.version),
-            stage: Set(position.stage.clone().unwrap_or_default()),
-            stage_entered_at: Set(position.stage_entered_at),
-            status: Set(position.status.as_str().to_string()),
-            stage_key: Set(position.key.clone()),
-            last_transition_at: Set(position.last_transition_at),
-            due_at: Set(progress::due_at(definition, position)),
-        };
-        state::Entity::insert(model)
-            .on_conflict(
-                OnConflict::columns([state::Column::CustomerId, state::Column::JourneyId])
-                    .update_columns([
-                        state::Column::ProfileId,
-                        state::Column::Version,
-                        state::Column::Stage,
-                        state::Column::StageEnteredAt,
-                        state::Column::Status,
-                        state::Column::StageKey,
-                        state::Column::LastTransitionAt,
-                        state::Column::DueAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(connection)
-            .await?;
+        state::Entity::insert(state_row(
+            customer,
+            profile_id,
+            definition,
+            &change.position,
+        ))
+        .on_conflict(state_upsert())
+        .exec_without_returning(connection)
+        .await?;
         if let Some(transition) = &change.transition {
-            transition::Entity::insert(transition::ActiveModel {
-                id: Set(Uuid::now_v7().to_string()),
-                customer_id: Set(customer.to_string()),
-                profile_id: Set(profile_id.to_string()),
-                journey_id: Set(transition.journey_id.clone()),
-                version: Set(transition.version),
-                from_stage: Set(transition.from.clone().unwrap_or_default()),
-                to_stage: Set(transition.to.clone().unwrap_or_default()),
-                touchpoint_id: Set(transition.touchpoint_id.clone()),
-                transition_at: Set(transition.at),
-            })
-            .exec_without_returning(connection)
-            .await?;
-            let mut event = outbox::event(
-                SOURCE,
-                "journey.stage_changed",
-                customer,
-                Payload::StageChanged(StageChanged {
-                    journey_id: transition.journey_id.clone(),
-                    from_stage: transition.from.clone().unwrap_or_default(),
-                    to_stage: transition.to.clone().unwrap_or_default(),
-                    touchpoint_id: transition.touchpoint_id.clone().unwrap_or_default(),
-                    version: transition.version,
-                    status: position.status.as_str().to_string(),
-                }),
-            );
-            event.occurred_at = Some(timestamp_to_proto(transition.at));
-            self.outbox.enqueue(connection, &event).await?;
+            transition::Entity::insert(transition_row(customer, profile_id, transition))
+                .exec_without_returning(connection)
+                .await?;
+            self.outbox
+                .enqueue(
+                    connection,
+                    &stage_changed(customer, transition, &change.position),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -671,6 +770,127 @@ async fn lock_customer(transaction: &DatabaseTransaction, customer: &str) -> Res
             .await?;
     }
     Ok(())
+}
+
+/// Serialises work on many customers' positions across replicas: the
+/// same locks as [`lock_customer`], taken in the order of their keys so that
+/// two batches sharing customers wait for each other instead of deadlocking.
+async fn lock_customers(transaction: &DatabaseTransaction, customers: &[String]) -> Result<()> {
+    if transaction.get_database_backend() == DatabaseBackend::Postgres && !customers.is_empty() {
+        transaction
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(key) FROM \
+                 (SELECT DISTINCT hashtextextended(customer, 7) AS key \
+                  FROM unnest($1::text[]) AS customer ORDER BY key) AS keys \
+                 ORDER BY key",
+                [customers.to_vec().into()],
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Rows written by one multi-row statement: well under PostgreSQL's 65,535
+/// parameters for the widest of these tables.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// One touchpoint's part in a batch: whose positions it moves, and the
+/// variables of the journeys' conditions.
+pub struct Step<'a> {
+    /// The customer (the profile, or its merge survivor).
+    pub customer: &'a str,
+    /// The touchpoint.
+    pub touchpoint: &'a Touchpoint,
+    /// `touchpoint` and `profile`.
+    pub variables: &'a RuleVariables,
+}
+
+/// A move made in a batch, waiting to be written.
+struct BatchMove<'a> {
+    customer: &'a str,
+    profile_id: String,
+    definition: Arc<JourneyDefinition>,
+    change: Move,
+}
+
+/// The `journey_states` row of a position.
+fn state_row(
+    customer: &str,
+    profile_id: &str,
+    definition: &JourneyDefinition,
+    position: &Position,
+) -> state::ActiveModel {
+    state::ActiveModel {
+        customer_id: Set(customer.to_string()),
+        journey_id: Set(position.journey_id.clone()),
+        profile_id: Set(profile_id.to_string()),
+        version: Set(position.version),
+        stage: Set(position.stage.clone().unwrap_or_default()),
+        stage_entered_at: Set(position.stage_entered_at),
+        status: Set(position.status.as_str().to_string()),
+        stage_key: Set(position.key.clone()),
+        last_transition_at: Set(position.last_transition_at),
+        due_at: Set(progress::due_at(definition, position)),
+    }
+}
+
+/// A position replaces the customer's previous one in that journey.
+fn state_upsert() -> OnConflict {
+    OnConflict::columns([state::Column::CustomerId, state::Column::JourneyId])
+        .update_columns([
+            state::Column::ProfileId,
+            state::Column::Version,
+            state::Column::Stage,
+            state::Column::StageEnteredAt,
+            state::Column::Status,
+            state::Column::StageKey,
+            state::Column::LastTransitionAt,
+            state::Column::DueAt,
+        ])
+        .to_owned()
+}
+
+/// The `journey_transitions` row of a transition.
+fn transition_row(
+    customer: &str,
+    profile_id: &str,
+    transition: &Transition,
+) -> transition::ActiveModel {
+    transition::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        customer_id: Set(customer.to_string()),
+        profile_id: Set(profile_id.to_string()),
+        journey_id: Set(transition.journey_id.clone()),
+        version: Set(transition.version),
+        from_stage: Set(transition.from.clone().unwrap_or_default()),
+        to_stage: Set(transition.to.clone().unwrap_or_default()),
+        touchpoint_id: Set(transition.touchpoint_id.clone()),
+        transition_at: Set(transition.at),
+    }
+}
+
+/// The `journey.stage_changed` event of a transition.
+fn stage_changed(
+    customer: &str,
+    transition: &Transition,
+    position: &Position,
+) -> cairn_contract::events::v1::ChangeEvent {
+    let mut event = outbox::event(
+        SOURCE,
+        "journey.stage_changed",
+        customer,
+        Payload::StageChanged(StageChanged {
+            journey_id: transition.journey_id.clone(),
+            from_stage: transition.from.clone().unwrap_or_default(),
+            to_stage: transition.to.clone().unwrap_or_default(),
+            touchpoint_id: transition.touchpoint_id.clone().unwrap_or_default(),
+            version: transition.version,
+            status: position.status.as_str().to_string(),
+        }),
+    );
+    event.occurred_at = Some(timestamp_to_proto(transition.at));
+    event
 }
 
 /// The opaque version tag of a definition.

@@ -1,6 +1,7 @@
 //! The journey service's storage: touchpoints, durable before a call returns.
 
 pub mod abandonments;
+pub mod batch;
 pub mod journeys;
 pub mod migration;
 pub mod sessions;
@@ -119,23 +120,14 @@ impl TouchpointStore {
         profile: serde_json::Value,
     ) -> Result<(Touchpoint, bool)> {
         let transaction = self.db.begin().await?;
-        let insert = touchpoint::Entity::insert(touchpoint::ActiveModel {
-            id: Set(touchpoint.id.clone()),
-            profile_id: Set(touchpoint.profile_id.to_string()),
-            customer_id: Set(touchpoint.profile_id.to_string()),
-            channel: Set(touchpoint.channel),
-            kind: Set(touchpoint.kind.as_str().to_string()),
-            occurred_at: Set(touchpoint.occurred_at),
-            received_at: Set(touchpoint.received_at),
-            properties: Set(serde_json::to_value(&touchpoint.properties).map_err(Error::internal)?),
-        })
-        .on_conflict(
-            OnConflict::column(touchpoint::Column::Id)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&transaction)
-        .await?;
+        let insert = touchpoint::Entity::insert(touchpoint_row(&touchpoint)?)
+            .on_conflict(
+                OnConflict::column(touchpoint::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&transaction)
+            .await?;
         if insert == 0 {
             drop(transaction);
             let stored = self.find(&touchpoint.id).await?.ok_or_else(|| {
@@ -143,31 +135,10 @@ impl TouchpointStore {
             })?;
             return Ok((stored, true));
         }
-        let event = outbox::event(
-            SOURCE,
-            "journey.touchpoint_recorded",
-            &touchpoint.profile_id.to_string(),
-            Payload::TouchpointRecorded(TouchpointRecorded {
-                touchpoint_id: touchpoint.id.clone(),
-                channel: touchpoint.channel,
-                r#type: touchpoint.kind.as_str().to_string(),
-                occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
-                // Offer touchpoints carry the recommendation decision they
-                // report on, so the recommendation service learns from them.
-                decision_id: text_property(&touchpoint.properties, "decision_id"),
-                action_id: text_property(&touchpoint.properties, "action_id"),
-            }),
-        );
-        self.outbox.enqueue(&transaction, &event).await?;
-        let mut variables = RuleVariables::new();
-        variables.insert(
-            "touchpoint".into(),
-            crate::domain::progress::touchpoint_variable(
-                &touchpoint,
-                &channel_name(touchpoint.channel),
-            ),
-        );
-        variables.insert("profile".into(), profile);
+        self.outbox
+            .enqueue(&transaction, &recorded_event(&touchpoint))
+            .await?;
+        let variables = rule_variables(&touchpoint, profile);
         let _transitions: Vec<Transition> = self
             .journeys
             .progress(
@@ -328,6 +299,52 @@ impl TouchpointStore {
         transaction.commit().await?;
         Ok(deleted)
     }
+}
+
+/// The `journey_touchpoints` row of a new touchpoint (its customer is the
+/// profile it was resolved to; merges move it later).
+fn touchpoint_row(touchpoint: &Touchpoint) -> Result<touchpoint::ActiveModel> {
+    Ok(touchpoint::ActiveModel {
+        id: Set(touchpoint.id.clone()),
+        profile_id: Set(touchpoint.profile_id.to_string()),
+        customer_id: Set(touchpoint.profile_id.to_string()),
+        channel: Set(touchpoint.channel),
+        kind: Set(touchpoint.kind.as_str().to_string()),
+        occurred_at: Set(touchpoint.occurred_at),
+        received_at: Set(touchpoint.received_at),
+        properties: Set(serde_json::to_value(&touchpoint.properties).map_err(Error::internal)?),
+    })
+}
+
+/// The `journey.touchpoint_recorded` event of a stored touchpoint.
+fn recorded_event(touchpoint: &Touchpoint) -> cairn_contract::events::v1::ChangeEvent {
+    outbox::event(
+        SOURCE,
+        "journey.touchpoint_recorded",
+        &touchpoint.profile_id.to_string(),
+        Payload::TouchpointRecorded(TouchpointRecorded {
+            touchpoint_id: touchpoint.id.clone(),
+            channel: touchpoint.channel,
+            r#type: touchpoint.kind.as_str().to_string(),
+            occurred_at: Some(timestamp_to_proto(touchpoint.occurred_at)),
+            // Offer touchpoints carry the recommendation decision they
+            // report on, so the recommendation service learns from them.
+            decision_id: text_property(&touchpoint.properties, "decision_id"),
+            action_id: text_property(&touchpoint.properties, "action_id"),
+        }),
+    )
+}
+
+/// The variables of the journeys' conditions for `touchpoint`: itself, and
+/// its customer's `profile`.
+fn rule_variables(touchpoint: &Touchpoint, profile: serde_json::Value) -> RuleVariables {
+    let mut variables = RuleVariables::new();
+    variables.insert(
+        "touchpoint".into(),
+        crate::domain::progress::touchpoint_variable(touchpoint, &channel_name(touchpoint.channel)),
+    );
+    variables.insert("profile".into(), profile);
+    variables
 }
 
 /// The contract's name of a channel ("CHANNEL_WEB"), as conditions see it.

@@ -1,0 +1,131 @@
+//! The embedded defaults of `make run`: SQLite files, the in-process bus and
+//! session store, no servers. A customer walks through profile, journey,
+//! session, recommendation and feedback on them.
+
+use cairn::Suite;
+use cairn_contract::common::v1::{Channel, IdentifierType};
+use cairn_contract::journey::v1::journey_service_client::JourneyServiceClient;
+use cairn_contract::journey::v1::{
+    GetJourneyStateRequest, RecordTouchpointsRequest, ResumeSessionRequest, TouchpointOutcome,
+    TouchpointType,
+};
+use cairn_contract::profile::v1::CreateProfileRequest;
+use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
+use cairn_contract::recommendation::v1::DecideRequest;
+use cairn_contract::recommendation::v1::recommendation_service_client::RecommendationServiceClient;
+use cairn_runtime::{ServiceKind, Settings};
+use cairn_tests::{by_identifier, identifier, touchpoint};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn the_suite_runs_on_sqlite_and_in_process_state() {
+    let data = std::env::temp_dir().join(format!("cairn-embedded-{}", uuid::Uuid::new_v4()));
+    let mut settings = Settings::defaults();
+    for service in ServiceKind::ALL {
+        settings.set_port(service, 0);
+    }
+    settings.data_dir = data.clone();
+    settings.auth_disabled = true;
+    settings.metrics_port = 0;
+    assert!(settings.database_url.is_none() && settings.redis_url.is_none());
+    let shutdown = CancellationToken::new();
+    let suite = Suite::start(settings, &ServiceKind::ALL, shutdown.clone())
+        .await
+        .unwrap_or_else(|error| panic!("the embedded suite did not start: {error}"));
+    let address = |service| format!("http://{}", suite.addresses[&service]);
+
+    let email = identifier(IdentifierType::Email, "embedded@example.com");
+    let mut profile = ProfileServiceClient::connect(address(ServiceKind::Profile))
+        .await
+        .unwrap();
+    let profile_id = profile
+        .create_profile(CreateProfileRequest {
+            identifiers: vec![email.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap()
+        .profile_id;
+
+    let mut journey = JourneyServiceClient::connect(address(ServiceKind::Journey))
+        .await
+        .unwrap();
+    let results = journey
+        .record_touchpoints(RecordTouchpointsRequest {
+            touchpoints: vec![
+                touchpoint(
+                    "e-1",
+                    email.clone(),
+                    Channel::Web,
+                    TouchpointType::ProductView,
+                    9,
+                    &[],
+                ),
+                touchpoint(
+                    "e-2",
+                    email.clone(),
+                    Channel::MobileApp,
+                    TouchpointType::AddToCart,
+                    5,
+                    &[("cart_id", "e-cart")],
+                ),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.outcome == TouchpointOutcome::Stored as i32),
+        "{results:?}"
+    );
+    let state = journey
+        .get_journey_state(GetJourneyStateRequest {
+            customer: Some(by_identifier(email.clone())),
+            journey_id: "guided_shopping".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .state
+        .unwrap();
+    assert_eq!(state.current_stage, "cart");
+    let session = journey
+        .resume_session(ResumeSessionRequest {
+            customer: Some(by_identifier(email.clone())),
+            channel: Channel::Web as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(session.started);
+
+    let mut recommendation =
+        RecommendationServiceClient::connect(address(ServiceKind::Recommendation))
+            .await
+            .unwrap();
+    let decision = recommendation
+        .decide(DecideRequest {
+            customer: Some(by_identifier(email)),
+            channel: Channel::Web as i32,
+            max_actions: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision.profile_id, profile_id);
+    assert!(!decision.decision_id.is_empty());
+
+    shutdown.cancel();
+    suite.wait().await.unwrap();
+    for service in ["profile", "journey", "recommendation", "feedback"] {
+        assert!(data.join(format!("{service}.db")).exists(), "{service}.db");
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
