@@ -4,12 +4,14 @@
 //! - [`domain`]: identifiers (parsed and normalised) and profiles.
 //! - [`storage`]: tables, migrations and the transactional store.
 //! - [`grpc`]: the `ProfileService` handlers and the wire conversions.
+//! - [`peers`]: the other services' parts of a person's data, for the export.
 //!
 //! [`start`] wires them to the shared runtime.
 
 pub mod domain;
 pub mod feedback_facts;
 pub mod grpc;
+pub mod peers;
 pub mod storage;
 
 use std::sync::Arc;
@@ -69,7 +71,8 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         domain::MergeRule {
             max_per_kind: settings.merge_max_identifiers_per_kind,
         },
-    );
+    )
+    .with_peers(peers::PersonalDataPeers::from_settings(settings)?);
     let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Profile,

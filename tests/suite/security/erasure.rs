@@ -424,3 +424,68 @@ async fn an_erased_person_leaves_no_record_in_any_table_or_redis_key() {
     let _ = (&anna.email, &anna.phone);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_export_holds_everything_from_all_four_services_and_nothing_of_others() {
+    use cairn_contract::profile::v1::ExportPersonalDataRequest;
+    let app = spawn_app().await;
+    let survey = catalogue(&app).await;
+    let anna = person_everywhere(&app, "anna.lind", "+46701234567", &survey).await;
+    let bo = person_everywhere(&app, "bo.ek", "+46707654321", &survey).await;
+    let export = app
+        .profile()
+        .await
+        .export_personal_data(ExportPersonalDataRequest {
+            customer: by_id(&anna.id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        export.missing_parts.is_empty(),
+        "{:?}",
+        export.missing_parts
+    );
+    // The profile service's part.
+    assert_eq!(export.profile.as_ref().unwrap().profile_id, anna.id);
+    assert_eq!(export.identifier_history.len(), 3);
+    assert_eq!(export.consent_history.len(), 3);
+    assert_eq!(export.preferences.as_ref().unwrap().language, "sv-SE");
+    // The journey service's part.
+    let journeys = export.journeys.as_ref().expect("the journey part");
+    assert_eq!(journeys.touchpoints.len(), 2, "both touchpoints");
+    assert!(journeys.session.is_some(), "the active session");
+    // The recommendation service's part.
+    let recommendations = export
+        .recommendations
+        .as_ref()
+        .expect("the recommendation part");
+    assert_eq!(recommendations.decisions.len(), 1, "the decision");
+    assert!(
+        recommendations
+            .decisions
+            .iter()
+            .all(|d| d.profile_id == anna.id),
+        "{recommendations:?}"
+    );
+    // The feedback service's part.
+    let feedback = export.feedback.as_ref().expect("the feedback part");
+    assert_eq!(feedback.responses.len(), 1, "the survey answer");
+    assert!(!feedback.comments.is_empty(), "the answer's comment");
+    assert_eq!(feedback.tickets.len(), 1, "the ticket");
+    // One document with all of Anna and none of Bo.
+    let document = format!("{export:?}");
+    for needle in &anna.needles {
+        assert!(
+            document.contains(needle.as_str()),
+            "the export lacks {needle}"
+        );
+    }
+    for needle in &bo.needles {
+        assert!(
+            !document.contains(needle.as_str()),
+            "the export holds bo's {needle}"
+        );
+    }
+    app.stop().await;
+}

@@ -28,6 +28,7 @@ pub struct ProfileApi {
     store: ProfileStore,
     phone_region: Option<String>,
     merge_rule: MergeRule,
+    peers: Option<crate::peers::PersonalDataPeers>,
 }
 
 /// Most identifiers one identify call may link.
@@ -43,7 +44,15 @@ impl ProfileApi {
             store,
             phone_region,
             merge_rule,
+            peers: None,
         }
+    }
+
+    /// The handlers gathering the other services' parts of a personal data
+    /// export from `peers` (without them, those parts are reported missing).
+    pub fn with_peers(mut self, peers: crate::peers::PersonalDataPeers) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// The profile a customer reference names, if `caller` may see it: the
@@ -653,7 +662,18 @@ impl ProfileService for ProfileApi {
         let referrals = self.store.referrals_of(profile.id).await?;
         let segment_ids = self.store.profile_segments(profile.id).await?;
         let current = convert::profile_to_proto(&data.profile);
+        let gathered = match &self.peers {
+            Some(peers) => peers.gather(profile.id).await,
+            None => crate::peers::Gathered {
+                missing: vec!["journey".into(), "recommendation".into(), "feedback".into()],
+                ..Default::default()
+            },
+        };
         Ok(Response::new(pb::ExportPersonalDataResponse {
+            journeys: gathered.journeys,
+            recommendations: gathered.recommendations,
+            feedback: gathered.feedback,
+            missing_parts: gathered.missing,
             export_request_id: data.export_id.to_string(),
             receive_time: Some(cairn_runtime::common::timestamp_to_proto(data.received_at)),
             complete_time: Some(cairn_runtime::common::timestamp_to_proto(data.completed_at)),
