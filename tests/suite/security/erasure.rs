@@ -419,6 +419,11 @@ async fn an_erased_person_leaves_no_record_in_any_table_or_redis_key() {
         left.len(),
         before.len()
     );
+    println!(
+        "places holding the person before erasure: {}; residual records after: {}",
+        before.len(),
+        left.len()
+    );
     // Bo is untouched.
     assert_eq!(residues(&app, &bo.needles).await.len(), held.len());
     let _ = (&anna.email, &anna.phone);
