@@ -53,6 +53,10 @@ pub enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
+        /// A customer's own token: the profile id of the one customer a
+        /// front end acts for (the `profile_id` claim).
+        #[arg(long)]
+        profile_id: Option<String>,
         /// Every setting, from flags and environment variables.
         #[command(flatten)]
         settings: Settings,

@@ -46,20 +46,29 @@ async fn run(cli: Cli) -> Result<(), String> {
             scopes,
             subject,
             ttl_secs,
+            profile_id,
             settings,
         } => {
             let key = settings.auth_hs256_key.as_ref().ok_or(
                 "set CAIRN_AUTH_HS256_KEY (the key the servers verify with) to mint a token",
             )?;
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let token = auth::mint_token(
-                key,
-                &subject,
-                &scopes,
-                Duration::from_secs(ttl_secs),
+            let ttl = Duration::from_secs(ttl_secs);
+            let (issuer, audience) = (
                 settings.auth_issuer.as_deref(),
                 settings.auth_audience.as_deref(),
-            )
+            );
+            let token = match profile_id {
+                Some(raw) => {
+                    let profile_id = raw
+                        .parse()
+                        .map_err(|_| format!("--profile-id {raw} is not a profile id (UUID)"))?;
+                    auth::mint_customer_token(
+                        key, &subject, profile_id, &scopes, ttl, issuer, audience,
+                    )
+                }
+                None => auth::mint_token(key, &subject, &scopes, ttl, issuer, audience),
+            }
             .map_err(|error| error.to_string())?;
             println!("{token}");
             Ok(())

@@ -4,12 +4,14 @@
 //! - [`domain`]: identifiers (parsed and normalised) and profiles.
 //! - [`storage`]: tables, migrations and the transactional store.
 //! - [`grpc`]: the `ProfileService` handlers and the wire conversions.
+//! - [`peers`]: the other services' parts of a person's data, for the export.
 //!
 //! [`start`] wires them to the shared runtime.
 
 pub mod domain;
 pub mod feedback_facts;
 pub mod grpc;
+pub mod peers;
 pub mod storage;
 
 use std::sync::Arc;
@@ -49,6 +51,13 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     }
     let outbox = Outbox::new("profile_outbox");
     outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    // Erasure reaches the bus: the person's events go once every service handled them.
+    cairn_runtime::bus::spawn_consumer(
+        shared.bus.clone(),
+        cairn_runtime::bus::ConsumerOptions::new(cairn_runtime::bus::FORGET_GROUP),
+        Arc::new(cairn_runtime::bus::ForgetErased::new(shared.bus.clone())),
+        shared.shutdown.clone(),
+    );
     let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));
     cairn_runtime::bus::spawn_consumer(
         shared.bus.clone(),
@@ -62,7 +71,8 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         domain::MergeRule {
             max_per_kind: settings.merge_max_identifiers_per_kind,
         },
-    );
+    )
+    .with_peers(peers::PersonalDataPeers::from_settings(settings)?);
     let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Profile,

@@ -55,21 +55,39 @@ pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, S
     Ok(TelemetryGuard { provider })
 }
 
+/// The log filter unless `RUST_LOG` says otherwise.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
+
 /// Installs `provider` as the process's tracer, with logs in `format`.
 /// Tests call it with a provider that records spans in memory.
 pub fn install(provider: SdkTracerProvider, format: LogFormat) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    install_with(provider, format, filter, std::io::stdout)
+}
+
+/// Installs `provider` as the process's tracer, with logs in `format`
+/// passing `filter` written to `writer`: what tests use to capture the logs
+/// and search them for personal data.
+pub fn install_with<W>(
+    provider: SdkTracerProvider,
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Result<(), String>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("cairn");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn")
-    });
     let logs = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(false)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
     tracing_subscriber::registry()
         .with(filter)

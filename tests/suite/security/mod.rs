@@ -3,7 +3,10 @@
 //! store, the export of everything, the audit log, and logs without
 //! personal data. `docs/reliability.md` lists each test with its figure.
 
+mod audit;
 mod customers;
+pub mod erasure;
+mod logs;
 mod raw;
 mod scopes;
 mod tls;

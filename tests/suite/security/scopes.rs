@@ -82,5 +82,9 @@ async fn every_rpc_of_every_service_refuses_a_token_without_its_scope() {
         }
     }
     assert!(refused >= 100, "every method was tried ({refused} calls)");
+    println!(
+        "methods: {}, calls refused without their scope: {refused}, answered: 0",
+        methods.len()
+    );
     app.stop().await;
 }

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod context;
 pub mod convert;
 pub mod definitions;
+pub mod export;
 pub mod sessions;
 pub mod watch;
 
@@ -582,6 +583,13 @@ impl JourneyService for JourneyApi {
                 asked.mul_f64(0.9).min(self.context_deadline)
             });
         answer(self.customer_context(request.into_inner(), deadline).await)
+    }
+
+    async fn export_customer_journeys(
+        &self,
+        request: Request<pb::ExportCustomerJourneysRequest>,
+    ) -> Result<Response<pb::ExportCustomerJourneysResponse>, Status> {
+        answer(self.export_of(request.into_inner()).await)
     }
 
     async fn stream_touchpoints(

@@ -28,6 +28,7 @@ pub struct ProfileApi {
     store: ProfileStore,
     phone_region: Option<String>,
     merge_rule: MergeRule,
+    peers: Option<crate::peers::PersonalDataPeers>,
 }
 
 /// Most identifiers one identify call may link.
@@ -43,7 +44,15 @@ impl ProfileApi {
             store,
             phone_region,
             merge_rule,
+            peers: None,
         }
+    }
+
+    /// The handlers gathering the other services' parts of a personal data
+    /// export from `peers` (without them, those parts are reported missing).
+    pub fn with_peers(mut self, peers: crate::peers::PersonalDataPeers) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// The profile a customer reference names, if `caller` may see it: the
@@ -126,6 +135,9 @@ impl ProfileService for ProfileApi {
         let request = request.into_inner();
         let customer = CustomerReference::from_proto("customer", request.customer)?;
         let profile = self.find(&caller, "customer", customer).await?;
+        self.store
+            .audit(&caller, "get_profile", Some(profile.id), 1)
+            .await?;
         Ok(Response::new(pb::GetProfileResponse {
             profile: Some(convert::profile_to_proto(&profile)),
         }))
@@ -135,6 +147,7 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::ListProfilesRequest>,
     ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
@@ -173,6 +186,9 @@ impl ProfileService for ProfileApi {
             identifier_kind,
         };
         let page = self.store.list(limit, after, &filter).await?;
+        self.store
+            .audit(&caller, "list_profiles", None, page.profiles.len())
+            .await?;
         Ok(Response::new(pb::ListProfilesResponse {
             profiles: page
                 .profiles
@@ -194,6 +210,7 @@ impl ProfileService for ProfileApi {
         if request.get_ref().create_if_missing {
             require_scope(&request, "profile.write")?;
         }
+        let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let identifier = convert::identifier(
             "identifier",
@@ -203,6 +220,9 @@ impl ProfileService for ProfileApi {
         let (profile, created) = self
             .store
             .resolve(&identifier, request.create_if_missing)
+            .await?;
+        self.store
+            .audit(&caller, "resolve_profile", Some(profile.id), 1)
             .await?;
         Ok(Response::new(pb::ResolveProfileResponse {
             profile: Some(convert::profile_to_proto(&profile)),
@@ -315,6 +335,9 @@ impl ProfileService for ProfileApi {
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
         let profile = self.find(&caller, "customer", customer).await?;
         let erasure = self.store.erase(profile.id).await?;
+        self.store
+            .audit(&caller, "erase_personal_data", Some(profile.id), 1)
+            .await?;
         tracing::info!(erasure_request_id = %erasure.id, profiles = erasure.profile_ids.len(), "erased a person");
         Ok(Response::new(pb::ErasePersonalDataResponse {
             erasure_request: Some(convert::erasure_to_proto(&erasure)),
@@ -367,6 +390,9 @@ impl ProfileService for ProfileApi {
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
         let profile = self.find(&caller, "customer", customer).await?;
         let (current, history) = self.store.consents(profile.id).await?;
+        self.store
+            .audit(&caller, "list_consents", Some(profile.id), 1)
+            .await?;
         Ok(Response::new(pb::ListConsentsResponse {
             current: current.iter().map(convert::consent_to_proto).collect(),
             history: history.iter().map(convert::consent_to_proto).collect(),
@@ -629,11 +655,25 @@ impl ProfileService for ProfileApi {
         let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
         let profile = self.find(&caller, "customer", customer).await?;
         let data = self.store.export(profile.id).await?;
+        self.store
+            .audit(&caller, "export_personal_data", Some(profile.id), 1)
+            .await?;
         let groups = self.store.groups_of(profile.id).await?;
         let referrals = self.store.referrals_of(profile.id).await?;
         let segment_ids = self.store.profile_segments(profile.id).await?;
         let current = convert::profile_to_proto(&data.profile);
+        let gathered = match &self.peers {
+            Some(peers) => peers.gather(profile.id).await,
+            None => crate::peers::Gathered {
+                missing: vec!["journey".into(), "recommendation".into(), "feedback".into()],
+                ..Default::default()
+            },
+        };
         Ok(Response::new(pb::ExportPersonalDataResponse {
+            journeys: gathered.journeys,
+            recommendations: gathered.recommendations,
+            feedback: gathered.feedback,
+            missing_parts: gathered.missing,
             export_request_id: data.export_id.to_string(),
             receive_time: Some(cairn_runtime::common::timestamp_to_proto(data.received_at)),
             complete_time: Some(cairn_runtime::common::timestamp_to_proto(data.completed_at)),

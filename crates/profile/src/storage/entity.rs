@@ -99,8 +99,10 @@ pub mod erasure {
         /// The request id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
-        /// The erased profile.
-        pub profile_id: String,
+        /// Keyed hash of the erased profile's id (never the id: after an
+        /// erasure no table holds it); with the key, an auditor can match a
+        /// known id against it.
+        pub profile_hash: String,
         /// When the request arrived.
         pub received_at: DateTimeUtc,
         /// When this service finished erasing.
@@ -281,6 +283,38 @@ pub mod import_record {
         pub profile_id: String,
         /// When.
         pub imported_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `profile_audit_log`: who read, exported or erased whose personal data, and when.
+pub mod audit {
+    use sea_orm::entity::prelude::*;
+
+    /// One access to personal data.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "profile_audit_log")]
+    pub struct Model {
+        /// The entry's id (UUID v7, so ids sort by time).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// When.
+        pub occurred_at: DateTimeUtc,
+        /// Who: the token's subject.
+        pub subject: String,
+        /// The keyed hash of the customer a customer-facing token acted for.
+        pub acting_for: Option<String>,
+        /// What: the RPC, for example "get_profile".
+        pub action: String,
+        /// Whose: the keyed hash of the person's profile id; none for a list.
+        pub person_hash: Option<String>,
+        /// How many profiles the access returned.
+        pub records: i32,
     }
 
     /// No relations are navigated through the ORM.

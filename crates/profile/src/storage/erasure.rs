@@ -50,6 +50,18 @@ impl Suppressor {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The keyed hash of a profile id, hex: what erasure records and the
+    /// audit log keep instead of the id.
+    pub fn hash_profile(&self, profile_id: &str) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes()) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        mac.update(b"profile_id\x00");
+        mac.update(profile_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// FAILED_PRECONDITION when any of `identifiers` belongs to an erased
     /// person whose suppression is in force.
     pub async fn check(&self, db: &impl ConnectionTrait, identifiers: &[Identifier]) -> Result<()> {
@@ -187,7 +199,7 @@ impl ProfileStore {
         let completed_at = Utc::now();
         erasure::ActiveModel {
             id: Set(erasure_id.to_string()),
-            profile_id: Set(live.id.clone()),
+            profile_hash: Set(self.suppressor.hash_profile(&live.id)),
             received_at: Set(received_at),
             completed_at: Set(Some(completed_at)),
         }
@@ -234,7 +246,8 @@ impl ProfileStore {
         Ok(())
     }
 
-    /// The erasure request `id`.
+    /// The erasure request `id`; its profile ids are not kept (only their
+    /// keyed hash), so `profile_ids` is empty.
     pub async fn erasure(&self, id: Uuid) -> Result<Erasure> {
         let row = erasure::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -244,7 +257,7 @@ impl ProfileStore {
             id,
             received_at: row.received_at,
             completed_at: row.completed_at,
-            profile_ids: Uuid::parse_str(&row.profile_id).into_iter().collect(),
+            profile_ids: Vec::new(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! SQLite, every write in one transaction with its change events.
 
 mod attributes;
+mod audit;
 mod consent;
 mod entity;
 mod erasure;
@@ -12,6 +13,7 @@ pub mod migration;
 mod portability;
 mod segments;
 
+pub use audit::AuditEntry;
 pub use consent::parse_time_zone;
 pub use erasure::{Erasure, Suppressor};
 pub use groups::{GroupRecord, ReferralRecord};

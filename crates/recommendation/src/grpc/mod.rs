@@ -1076,4 +1076,41 @@ impl RecommendationService for RecommendationApi {
             policy: Some(convert::policy_to_proto(&policy)),
         }))
     }
+
+    async fn export_customer_decisions(
+        &self,
+        request: Request<pb::ExportCustomerDecisionsRequest>,
+    ) -> Result<Response<pb::ExportCustomerDecisionsResponse>, Status> {
+        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let customer_id = self.engine.resolve_customer(&customer).await?;
+        let filter = DecisionFilter {
+            customer_id: Some(customer_id),
+            channel: None,
+            action_id: None,
+            policy_id: None,
+            outcome: None,
+            start: None,
+            end: None,
+        };
+        let mut decisions = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self
+                .engine
+                .store()
+                .list_decisions(&filter, after, 500)
+                .await?;
+            decisions.extend(
+                page.iter()
+                    .map(|decision| convert::decision_to_proto(decision, true)),
+            );
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(Response::new(pb::ExportCustomerDecisionsResponse {
+            decisions,
+        }))
+    }
 }

@@ -200,4 +200,31 @@ impl EventBus for MemoryBus {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    async fn forget(&self, profile_ids: &[String], own_group: &str) -> Result<bool> {
+        let mut state = self.lock();
+        let Some(newest) = state
+            .events
+            .iter()
+            .filter(|delivery| profile_ids.contains(&delivery.event.profile_id))
+            .map(|delivery| delivery.position)
+            .max()
+        else {
+            return Ok(true);
+        };
+        let handled = state
+            .groups
+            .iter()
+            .filter(|(name, _)| name.as_str() != own_group)
+            .all(|(_, group)| {
+                group.delivered >= newest && group.pending.keys().all(|p| *p > newest)
+            });
+        if !handled {
+            return Ok(false);
+        }
+        state
+            .events
+            .retain(|delivery| !profile_ids.contains(&delivery.event.profile_id));
+        Ok(true)
+    }
 }

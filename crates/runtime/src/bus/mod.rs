@@ -9,6 +9,7 @@
 //! between commit and publish loses nothing.
 
 mod consumer;
+mod forget;
 mod hub;
 mod memory;
 mod redis;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use cairn_contract::events::v1::ChangeEvent;
 
 pub use self::consumer::{ConsumerOptions, EventHandler, spawn_consumer};
+pub use self::forget::{FORGET_GROUP, ForgetErased};
 pub use self::hub::{EventHub, follow, start_position};
 pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
@@ -117,6 +119,13 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Ok when the bus's store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Deletes every event about the people `profile_ids` (whose
+    /// `profile_id` is one of them), once every consumer group other than
+    /// `own_group` has read and acknowledged them all: erasure reaches the
+    /// bus too. Ok(true) when they are gone (or there were none); Ok(false)
+    /// when some group has yet to handle one, so the caller tries later.
+    async fn forget(&self, profile_ids: &[String], own_group: &str) -> Result<bool>;
 }
 
 /// True when `topic` is selected by `filters`: empty selects everything, a

@@ -249,4 +249,84 @@ impl EventBus for RedisBus {
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
         Ok(())
     }
+
+    async fn forget(&self, profile_ids: &[String], own_group: &str) -> Result<bool> {
+        // WARNING: one pass over the whole stream (up to the retention) per
+        // erasure; erasures are rare, and a pass over a million events takes
+        // seconds, not minutes.
+        let mut connection = self.connection.clone();
+        let mut about: Vec<String> = Vec::new();
+        let mut start = "-".to_string();
+        loop {
+            let page: Vec<StreamId> = redis::cmd("XRANGE")
+                .arg(&self.key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(FORGET_PAGE)
+                .query_async::<redis::streams::StreamRangeReply>(&mut connection)
+                .await?
+                .ids;
+            let Some(last) = page.last().map(|entry| entry.id.clone()) else {
+                break;
+            };
+            about.extend(
+                page.iter()
+                    .filter_map(Self::decode)
+                    .filter(|delivery| profile_ids.contains(&delivery.event.profile_id))
+                    .map(|delivery| delivery.position.to_string()),
+            );
+            if page.len() < FORGET_PAGE {
+                break;
+            }
+            start = format!("({last}");
+        }
+        let Some(newest) = about
+            .iter()
+            .filter_map(|id| id.parse::<Position>().ok())
+            .max()
+        else {
+            return Ok(true);
+        };
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.key)
+            .query_async(&mut connection)
+            .await?;
+        for group in groups {
+            let text = |name: &str| {
+                group
+                    .get(name)
+                    .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok())
+                    .unwrap_or_default()
+            };
+            let name = text("name");
+            if name == own_group {
+                continue;
+            }
+            let delivered: Position = text("last-delivered-id").parse().unwrap_or_default();
+            if delivered < newest {
+                return Ok(false);
+            }
+            // Any entry up to `newest` still pending in the group?
+            let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+                .arg(&self.key)
+                .arg(&name)
+                .arg("-")
+                .arg(newest.to_string())
+                .arg(1)
+                .query_async(&mut connection)
+                .await?;
+            if !pending.is_empty() {
+                return Ok(false);
+            }
+        }
+        for ids in about.chunks(FORGET_PAGE) {
+            let _: i64 = connection.xdel(&self.key, ids).await?;
+        }
+        Ok(true)
+    }
 }
+
+/// Entries read (or deleted) per round when the bus forgets a person.
+const FORGET_PAGE: usize = 1000;

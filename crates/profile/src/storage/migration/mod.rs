@@ -10,6 +10,8 @@ mod m20261122_000005_add_attribute_definitions;
 mod m20261122_000006_add_imports_and_exports;
 mod m20261122_000007_add_segments;
 mod m20261122_000008_add_groups;
+mod m20261204_000009_hash_erased_profile_ids;
+mod m20261204_000010_add_audit_log;
 
 use sea_orm_migration::prelude::*;
 
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_add_imports_and_exports::Migration),
             Box::new(m20261122_000007_add_segments::Migration),
             Box::new(m20261122_000008_add_groups::Migration),
+            Box::new(m20261204_000009_hash_erased_profile_ids::Migration),
+            Box::new(m20261204_000010_add_audit_log::Migration),
         ]
     }
 
