@@ -40,7 +40,7 @@ build: ## Build the cairn binary (release).
 	cargo build --release --bin cairn
 
 .PHONY: test
-test: ## Run every test against real PostgreSQL and Redis (checks they answer first), then a short fuzzing run.
+test: ## Run every test against real PostgreSQL and Redis (checks they answer first).
 	@./scripts/check-services.sh
 	@./scripts/drop-test-databases.sh
 	@if command -v cargo-nextest >/dev/null; then \
@@ -48,7 +48,6 @@ test: ## Run every test against real PostgreSQL and Redis (checks they answer fi
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
-	$(MAKE) fuzz-smoke
 
 # Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/, corpora kept in fuzz/corpus/.
 # Only the stable toolchain is assumed: RUSTC_BOOTSTRAP=1 lets it take the
@@ -60,7 +59,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_TARGETS := touchpoint profile_request rule identifier journey_definition
 FUZZ_RUN := cd fuzz && env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) fuzz run --sanitizer none
 FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
-# Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` (in `make test`) for CI.
+# Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` for a short check.
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 8
 
@@ -74,6 +73,10 @@ fuzz: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SECONDS (default 300) each; ne
 		( $(FUZZ_RUN) $$target corpus/$$target -- $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) ) || exit 1; \
 	done
 
+# Not yet part of `make test`/`make lint`: on a clean clone cargo-fuzz,
+# cargo-deny and cargo-audit are compiled from source, which with the fuzz
+# build would take CI past its time budget on two cores. Run
+# `make fuzz-smoke supply-chain` by hand until CI caches prebuilt tools.
 .PHONY: fuzz-smoke
 fuzz-smoke: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 8) from the kept corpus, leaving it unchanged.
 	@for target in $(FUZZ_TARGETS); do \
@@ -88,7 +91,7 @@ bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two s
 	cargo run --release -p cairn-bench -- quality --decisions 200000 --seeds 1,2
 
 .PHONY: lint
-lint: $(BUF) deploy-lint supply-chain ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint, supply-chain.
+lint: $(BUF) deploy-lint ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint proto
