@@ -17,7 +17,7 @@ use cairn_runtime::outbox::{self, Outbox};
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
 use sea_orm::{
     Condition, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect, Set,
     TransactionTrait,
@@ -491,22 +491,20 @@ impl RecommendationStore {
         change: impl FnOnce(&mut Action) -> Result<bool>,
     ) -> Result<Action> {
         let transaction = self.db.begin().await?;
+        // Concurrent changes of one action take turns on its row lock.
         let row = action::Entity::find_by_id(id.to_string())
-            .lock_with_behavior(LockType::Update, LockBehavior::Nowait)
+            .lock(LockType::Update)
             .one(&transaction)
-            .await;
-        let row = match row {
-            Ok(row) => row,
-            // Another writer holds the row: a lost race.
-            Err(error) if error.to_string().contains("could not obtain lock") => {
-                return Err(Error::Aborted(format!(
-                    "action {id} is being changed by another call; retry"
-                )));
-            }
-            Err(error) => return Err(error.into()),
+            .await?;
+        let Some(row) = row else {
+            transaction.rollback().await?;
+            return Err(Error::not_found("action", id));
         };
-        let mut action = action_from_row(row.ok_or_else(|| Error::not_found("action", id))?)?;
+        let mut action = action_from_row(row)?;
+        // Every early return releases the row lock at once (a dropped
+        // transaction would hold it until its rollback runs).
         if action.state == ActionState::Retired && !allow_retired {
+            transaction.rollback().await?;
             return Err(Error::FailedPrecondition(format!(
                 "action {id} is retired and cannot change"
             )));
@@ -514,11 +512,20 @@ impl RecommendationStore {
         if let Some(expected) = expected_version
             && expected != action.version
         {
+            transaction.rollback().await?;
             return Err(Error::Aborted(format!(
                 "action {id} changed since its etag was read; read it again"
             )));
         }
-        if !change(&mut action)? {
+        let changed = match change(&mut action) {
+            Ok(changed) => changed,
+            Err(error) => {
+                transaction.rollback().await?;
+                return Err(error);
+            }
+        };
+        if !changed {
+            transaction.rollback().await?;
             return Ok(action);
         }
         action.version += 1;
@@ -570,6 +577,7 @@ impl RecommendationStore {
         if let Some(expected) = expected_version
             && expected != policy.version
         {
+            transaction.rollback().await?;
             return Err(Error::Aborted(
                 "the contact policy changed since its etag was read; read it again".into(),
             ));
@@ -642,6 +650,7 @@ impl RecommendationStore {
             .count(&transaction)
             .await?;
         if shadows as usize >= max_shadows {
+            transaction.rollback().await?;
             return Err(Error::FailedPrecondition(format!(
                 "{max_shadows} shadow policies already run; retire one first"
             )));
@@ -701,14 +710,19 @@ impl RecommendationStore {
         if let (Some(expected), Some(live)) = (expected_live, &live)
             && expected != live.id
         {
+            transaction.rollback().await?;
             return Err(Error::Aborted(format!(
                 "policy {} is live, not {expected}",
                 live.id
             )));
         }
         match target.state {
-            PolicyState::Live => return Ok((target, None)),
+            PolicyState::Live => {
+                transaction.rollback().await?;
+                return Ok((target, None));
+            }
             PolicyState::Retired => {
+                transaction.rollback().await?;
                 return Err(Error::FailedPrecondition(format!(
                     "policy {id} is retired and cannot become live"
                 )));
@@ -762,8 +776,12 @@ impl RecommendationStore {
             .transpose()?
             .ok_or_else(|| Error::not_found("policy", id))?;
         match target.state {
-            PolicyState::Retired => return Ok(target),
+            PolicyState::Retired => {
+                transaction.rollback().await?;
+                return Ok(target);
+            }
             PolicyState::Live => {
+                transaction.rollback().await?;
                 return Err(Error::FailedPrecondition(format!(
                     "policy {id} is live; promote another policy instead"
                 )));
@@ -1082,11 +1100,16 @@ impl RecommendationStore {
             .one(&transaction)
             .await?;
         if let Some(existing) = existing {
+            transaction.rollback().await?;
             return Ok((outcome_from_row(existing)?, true, state));
         }
-        check(&state)?;
+        if let Err(error) = check(&state) {
+            transaction.rollback().await?;
+            return Err(error);
+        }
         let final_now = is_final(outcome.kind);
         if final_now && chosen.is_final {
+            transaction.rollback().await?;
             return Err(Error::FailedPrecondition(format!(
                 "the action already has the final outcome {}",
                 outcome_name(chosen.latest_outcome)
