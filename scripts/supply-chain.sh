@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deny="${CARGO_DENY:-.tools/cargo/bin/cargo-deny}"
-audit="${CARGO_AUDIT:-.tools/cargo/bin/cargo-audit}"
+deny="${CARGO_DENY:-.tools/rust/bin/cargo-deny}"
+audit="${CARGO_AUDIT:-.tools/rust/bin/cargo-audit}"
 source_db="${ADVISORY_DB:-../shared/advisory-db}"
 root="$PWD/.tools/advisory-dbs"
 # The directory name cargo-deny derives from https://github.com/rustsec/advisory-db.
@@ -42,6 +42,10 @@ if [ ! -f "$clone/.cairn-snapshot" ] || ! diff -q "$clone/.cairn-snapshot" <(pri
   )
   printf '%s\n' "$snapshot_note" >"$clone/.cairn-snapshot"
 fi
+
+# cargo-deny reads every package's manifest, those of other platforms too;
+# fetching them is the one step that needs the registry.
+cargo fetch --locked --quiet
 
 echo "supply-chain: advisories as of $snapshot_date ($source_db)"
 CAIRN_ADVISORY_DB_ROOT="$root" "$deny" --offline --log-level error check \
