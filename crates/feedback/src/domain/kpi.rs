@@ -399,3 +399,168 @@ mod tests {
         assert_eq!(Bucket::Whole.starts(t, end), vec![t]);
     }
 }
+
+/// Properties of the KPI arithmetic over any answers (proptest): every
+/// measure lies in its interval, and the interval in the measure's scale;
+/// NPS is exactly promoters less detractors; order does not matter; more
+/// of the same answers never widen an interval; bucketing loses and doubles
+/// nothing.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Floating-point slack for "within".
+    const EPSILON: f64 = 1e-9;
+
+    fn inside(measure: &Measure, low: f64, high: f64) -> bool {
+        measure.lower - EPSILON <= measure.value
+            && measure.value <= measure.upper + EPSILON
+            && measure.lower >= low - EPSILON
+            && measure.upper <= high + EPSILON
+    }
+
+    fn time_in_march(seconds: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::seconds(seconds)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn nps_is_promoters_less_detractors_inside_its_interval(
+            scores in prop::collection::vec(0..=10i32, 1..400),
+        ) {
+            let measure = nps(&scores).unwrap();
+            let promoters = scores.iter().filter(|s| **s >= 9).count() as i64;
+            let detractors = scores.iter().filter(|s| **s <= 6).count() as i64;
+            let exact = 100.0 * (promoters - detractors) as f64 / scores.len() as f64;
+            prop_assert!((measure.value - exact).abs() < EPSILON);
+            prop_assert_eq!(measure.count, scores.len() as i64);
+            prop_assert!(inside(&measure, -100.0, 100.0), "{measure:?}");
+        }
+
+        #[test]
+        fn the_order_of_answers_does_not_matter(
+            scores in prop::collection::vec(0..=10i32, 1..200),
+            rotation in 0usize..200,
+        ) {
+            let mut turned = scores.clone();
+            turned.rotate_left(rotation % scores.len());
+            turned.reverse();
+            prop_assert_eq!(nps(&scores), nps(&turned));
+            let effort: Vec<i32> = scores.iter().map(|s| s % 7 + 1).collect();
+            let turned_effort: Vec<i32> = turned.iter().map(|s| s % 7 + 1).collect();
+            let (a, b) = (ces(&effort).unwrap(), ces(&turned_effort).unwrap());
+            prop_assert!((a.value - b.value).abs() < EPSILON);
+            prop_assert!((a.upper - b.upper).abs() < 1e-6);
+        }
+
+        #[test]
+        fn more_of_the_same_answers_never_widen_the_interval(
+            scores in prop::collection::vec(0..=10i32, 1..100),
+            times in 2usize..6,
+        ) {
+            let more: Vec<i32> = scores.iter().copied().cycle().take(scores.len() * times).collect();
+            let (few, many) = (nps(&scores).unwrap(), nps(&more).unwrap());
+            prop_assert!((few.value - many.value).abs() < 1e-6);
+            prop_assert!(many.upper - many.lower <= few.upper - few.lower + EPSILON);
+            let satisfied = scores.iter().filter(|s| **s >= 5).count() as i64;
+            let (few, many) = (
+                proportion(satisfied, scores.len() as i64).unwrap(),
+                proportion(satisfied * times as i64, more.len() as i64).unwrap(),
+            );
+            prop_assert!(many.upper - many.lower <= few.upper - few.lower + EPSILON);
+        }
+
+        #[test]
+        fn shares_stay_in_0_to_100_and_grow_with_successes(
+            total in 1i64..100_000,
+            share in 0.0f64..=1.0,
+        ) {
+            let successes = ((total as f64) * share) as i64;
+            let measure = proportion(successes, total).unwrap();
+            prop_assert!(inside(&measure, 0.0, 100.0), "{measure:?}");
+            if successes < total {
+                let one_more = proportion(successes + 1, total).unwrap();
+                prop_assert!(one_more.value > measure.value);
+                prop_assert!(one_more.lower >= measure.lower - EPSILON);
+                prop_assert!(one_more.upper >= measure.upper - EPSILON);
+            }
+        }
+
+        #[test]
+        fn csat_is_the_share_of_fours_and_fives_and_ces_stays_on_its_scale(
+            scores in prop::collection::vec(1..=5i32, 1..300),
+            effort in prop::collection::vec(1..=7i32, 1..300),
+        ) {
+            let satisfied = scores.iter().filter(|s| **s >= 4).count() as i64;
+            prop_assert_eq!(csat(&scores), proportion(satisfied, scores.len() as i64));
+            let measure = ces(&effort).unwrap();
+            prop_assert!(inside(&measure, 1.0, 7.0), "{measure:?}");
+        }
+
+        #[test]
+        fn buckets_hold_every_answer_once_in_the_bucket_of_its_time(
+            answers in prop::collection::vec((0i64..90 * 86_400, 0..=10i32), 0..300),
+            bucket in prop::sample::select(vec![Bucket::Whole, Bucket::Day, Bucket::Week, Bucket::Month]),
+        ) {
+            let start = time_in_march(0);
+            let end = time_in_march(90 * 86_400);
+            let facts: Vec<ResponseFact> = answers
+                .iter()
+                .map(|(at, score)| ResponseFact {
+                    time: time_in_march(*at),
+                    survey_id: "s".into(),
+                    channel: 1,
+                    segments: vec![],
+                    stage: String::new(),
+                    nps: Some(*score),
+                    csat: None,
+                    effort: None,
+                })
+                .collect();
+            let rows = rows(bucket, start, end, &facts, |_| vec![String::new()], &[], None);
+            let counted: i64 = rows.iter().filter_map(|row| row.nps).map(|m| m.count).sum();
+            prop_assert_eq!(counted, facts.len() as i64);
+            for row in &rows {
+                let members: Vec<&ResponseFact> = facts
+                    .iter()
+                    .filter(|fact| bucket.start_of(fact.time, start) == row.bucket_start)
+                    .collect();
+                prop_assert_eq!(row.nps.map(|m| m.count).unwrap_or(0), members.len() as i64);
+                for fact in members {
+                    prop_assert!(fact.time >= row.bucket_start);
+                    if let Some(next) = bucket.next(row.bucket_start) {
+                        prop_assert!(fact.time < next);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn churn_counts_every_lost_customer_once(
+            base in 1i64..10_000,
+            lost in prop::collection::vec(0i64..60 * 86_400, 0..200),
+        ) {
+            let start = time_in_march(0);
+            let end = time_in_march(60 * 86_400);
+            let times: Vec<DateTime<Utc>> = lost.iter().map(|at| time_in_march(*at)).collect();
+            let rows = rows(Bucket::Week, start, end, &[], |_| vec![String::new()], &[], Some((base, times.clone())));
+            let mut remaining = base;
+            let mut counted = 0i64;
+            for row in &rows {
+                let rate = row.churn_rate.unwrap();
+                prop_assert!(inside(&rate, 0.0, 100.0), "{rate:?}");
+                let in_bucket = times
+                    .iter()
+                    .filter(|t| Bucket::Week.start_of(**t, start) == row.bucket_start)
+                    .count() as i64;
+                prop_assert_eq!(rate.count, remaining.max(in_bucket));
+                counted += in_bucket;
+                remaining -= in_bucket;
+            }
+            prop_assert_eq!(counted, times.len() as i64);
+        }
+    }
+}
