@@ -55,14 +55,14 @@ FUZZ_TARGETS := touchpoint profile_request recommendation_request feedback_reque
 # Seconds per target: `make fuzz` for a long run, `make fuzz-smoke` (in
 # `make test`) for a bounded one.
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SMOKE_SECONDS ?= 10
 
 .PHONY: fuzz
 fuzz: $(CARGO_TOOLS_STAMP) ## Fuzz every target for FUZZ_SECONDS (default 300) each; new interesting inputs join fuzz/corpus/.
 	CARGO_FUZZ=$(CARGO_TOOLS)/bin/cargo-fuzz ./scripts/fuzz.sh grow $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: fuzz-smoke
-fuzz-smoke: $(CARGO_TOOLS_STAMP) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 15) from the kept corpus, leaving it unchanged (part of make test).
+fuzz-smoke: $(CARGO_TOOLS_STAMP) ## Fuzz every target for FUZZ_SMOKE_SECONDS (default 10) from the kept corpus, leaving it unchanged (part of make test).
 	CARGO_FUZZ=$(CARGO_TOOLS)/bin/cargo-fuzz ./scripts/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: bench
