@@ -62,6 +62,9 @@ impl BenchSuite {
         settings.redis_url = Some(SecretString::from(redis_url.to_string()));
         settings.redis_prefix = format!("cairn-bench:{}:", uuid::Uuid::new_v4().simple());
         settings.auth_disabled = true;
+        // The load generator is one client standing for many: the per-client
+        // limit of open calls would refuse its deliberate overload.
+        settings.client_max_in_flight = 1_000_000;
         settings.metrics_port = 0;
         adjust(&mut settings);
         let suite = Suite::start(settings, services, CancellationToken::new())

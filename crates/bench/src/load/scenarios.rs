@@ -555,6 +555,7 @@ pub async fn ingest_batch(
                 .into_inner()
                 .results;
             let mut stored = 0;
+            let mut refusal = None;
             for result in &results {
                 match journey::TouchpointOutcome::try_from(result.outcome) {
                     Ok(journey::TouchpointOutcome::Stored) => stored += 1,
@@ -563,12 +564,16 @@ pub async fn ingest_batch(
                     }
                     _ => {
                         acknowledged.refused.fetch_add(1, Ordering::Relaxed);
-                        return Err(anyhow!("refused: {}", result.error_message));
+                        refusal.get_or_insert_with(|| result.error_message.clone());
                     }
                 }
             }
+            // The others of a call with a refused touchpoint are stored all the same.
             acknowledged.stored.fetch_add(stored, Ordering::Relaxed);
-            Ok(stored)
+            match refusal {
+                None => Ok(stored),
+                Some(message) => Err(anyhow!("refused: {message}")),
+            }
         }
     })
     .await)

@@ -10,7 +10,7 @@
 //!
 //! Profile `i` of seed `s`:
 //! - id: `md5('cairn-bench:s:i')` as a UUID;
-//! - identifiers: CRM id `crm-<i>`, phone number `+4477<i, 8 digits>`,
+//! - identifiers: CRM id `crm-<i>`, phone number `+4670<i, 7 digits>` (a Swedish mobile number, valid by libphonenumber's ranges),
 //!   email `customer<i>@example.com`, device id `device-<s>-<i>`;
 //! - attributes: plan, tenure in months, monthly spend, language;
 //! - consent: marketing granted on the web and in the app, service on email;
@@ -57,7 +57,7 @@ impl World {
         use cairn_contract::common::v1::IdentifierType;
         let value = match kind {
             IdentifierType::CrmId => format!("crm-{index}"),
-            IdentifierType::PhoneNumber => format!("+4477{index:08}"),
+            IdentifierType::PhoneNumber => format!("+4670{index:07}"),
             IdentifierType::Email => format!("customer{index}@example.com"),
             _ => format!("device-{}-{index}", self.seed),
         };
@@ -134,7 +134,7 @@ impl World {
                 "INSERT INTO profile_identifiers (profile_id, kind, value, shared, valid_from, valid_until) \
                  SELECT {id}, k.kind, CASE k.kind \
                      WHEN 'crm_id' THEN 'crm-' || i::text \
-                     WHEN 'phone_number' THEN '+4477' || lpad(i::text, 8, '0') \
+                     WHEN 'phone_number' THEN '+4670' || lpad(i::text, 7, '0') \
                      WHEN 'email' THEN 'customer' || i::text || '@example.com' \
                      ELSE 'device-' || $1::text || '-' || i::text END, \
                    false, now(), NULL \
