@@ -240,7 +240,8 @@ mod tests {
         )
         .unwrap();
         for (plan, expected) in [("gold", true), ("silver", false), ("gold", true)] {
-            let values = variables(json!({"attributes": {"plan": plan, "devices": ["phone", "tablet"]}}));
+            let values =
+                variables(json!({"attributes": {"plan": plan, "devices": ["phone", "tablet"]}}));
             assert_eq!(rule.evaluate(&values), Ok(expected), "{plan}");
         }
         // Variables of one evaluation do not leak into the next.
