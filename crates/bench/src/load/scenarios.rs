@@ -375,6 +375,34 @@ pub struct Acknowledged {
     pub refused: AtomicU64,
 }
 
+impl Acknowledged {
+    /// Counts the per-touchpoint results of one acknowledgement (a stream
+    /// message's or a batch call's) and returns how many were stored, or
+    /// the first refusal. The others of a message with a refused touchpoint
+    /// are stored all the same and counted as such.
+    fn count(&self, results: &[journey::TouchpointResult]) -> Result<u64, String> {
+        let mut stored = 0;
+        let mut refusal = None;
+        for result in results {
+            match journey::TouchpointOutcome::try_from(result.outcome) {
+                Ok(journey::TouchpointOutcome::Stored) => stored += 1,
+                Ok(journey::TouchpointOutcome::Duplicate) => {
+                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    refusal.get_or_insert_with(|| result.error_message.clone());
+                }
+            }
+        }
+        self.stored.fetch_add(stored, Ordering::Relaxed);
+        match refusal {
+            None => Ok(stored),
+            Some(message) => Err(format!("refused: {message}")),
+        }
+    }
+}
+
 /// How a streaming ingestion phase is shaped.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamShape {
@@ -502,25 +530,11 @@ async fn one_stream(
             .ok_or_else(|| anyhow!("an acknowledgement of no message"))?;
         window.add_permits(1);
         let now = Instant::now();
-        let mut stored = 0;
-        let mut refusal = None;
-        for result in &response.results {
-            match journey::TouchpointOutcome::try_from(result.outcome) {
-                Ok(journey::TouchpointOutcome::Stored) => stored += 1,
-                Ok(journey::TouchpointOutcome::Duplicate) => {
-                    acknowledged.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    acknowledged.refused.fetch_add(1, Ordering::Relaxed);
-                    refusal.get_or_insert_with(|| result.error_message.clone());
-                }
-            }
-        }
-        acknowledged.stored.fetch_add(stored, Ordering::Relaxed);
+        let counted = acknowledged.count(&response.results);
         if sent >= measuring_from && sent < deadline {
-            match refusal {
-                None => measured.success(now - sent, stored),
-                Some(message) => measured.failure(format!("refused: {message}")),
+            match counted {
+                Ok(stored) => measured.success(now - sent, stored),
+                Err(refusal) => measured.failure(refusal),
             }
             last_ack = now;
         }
@@ -554,26 +568,9 @@ pub async fn ingest_batch(
                 .await?
                 .into_inner()
                 .results;
-            let mut stored = 0;
-            let mut refusal = None;
-            for result in &results {
-                match journey::TouchpointOutcome::try_from(result.outcome) {
-                    Ok(journey::TouchpointOutcome::Stored) => stored += 1,
-                    Ok(journey::TouchpointOutcome::Duplicate) => {
-                        acknowledged.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        acknowledged.refused.fetch_add(1, Ordering::Relaxed);
-                        refusal.get_or_insert_with(|| result.error_message.clone());
-                    }
-                }
-            }
-            // The others of a call with a refused touchpoint are stored all the same.
-            acknowledged.stored.fetch_add(stored, Ordering::Relaxed);
-            match refusal {
-                None => Ok(stored),
-                Some(message) => Err(anyhow!("refused: {message}")),
-            }
+            acknowledged
+                .count(&results)
+                .map_err(|refusal| anyhow!(refusal))
         }
     })
     .await)
