@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::bandit::{Model, StoredStatistics};
-use crate::storage::model::{ModelHeader, ModelStore};
+use crate::storage::model::{FOLD_BATCH, ModelHeader, ModelStore};
 
 /// How often a replica looks for outcomes folded by others.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
@@ -62,10 +62,16 @@ impl Learner {
         self.wake.notify_one();
     }
 
-    /// Folds what waits, then loads what changed.
-    pub async fn learn(&self) -> Result<()> {
-        while self.store.fold().await? > 0 {}
-        self.refresh().await
+    /// Folds one batch of what waits, then loads what changed; true when
+    /// the batch was full and more may wait.
+    ///
+    /// One batch, not everything: while outcomes keep arriving every fold
+    /// finds a few new ones, and a learner that folded until nothing waited
+    /// would never get to reload the model it scores with.
+    pub async fn learn(&self) -> Result<bool> {
+        let folded = self.store.fold().await?;
+        self.refresh().await?;
+        Ok(folded >= FOLD_BATCH)
     }
 
     /// Loads the statistics changed since the last load and solves the model.
@@ -103,8 +109,18 @@ impl Learner {
         let learner = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(error) = learner.learn().await {
-                    tracing::warn!(%error, "learning from outcomes failed; retrying");
+                let more_waiting = match learner.learn().await {
+                    Ok(more_waiting) => more_waiting,
+                    Err(error) => {
+                        tracing::warn!(%error, "learning from outcomes failed; retrying");
+                        false
+                    }
+                };
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if more_waiting {
+                    continue;
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -113,5 +129,73 @@ impl Learner {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_runtime::storage;
+    use sea_orm::ConnectionTrait;
+    use sea_orm_migration::MigratorTrait;
+    use secrecy::SecretString;
+
+    use crate::storage::migration::Migrator;
+
+    /// Outcomes that never stop arriving must not keep the learner folding
+    /// forever: it reloads the model it scores with after each batch.
+    #[tokio::test]
+    async fn the_model_is_reloaded_while_outcomes_keep_arriving() {
+        let folder = std::env::temp_dir().join(format!("cairn-learning-{}", uuid::Uuid::new_v4()));
+        let url = SecretString::from(format!(
+            "sqlite://{}?mode=rwc",
+            folder.join("recommendation.db").display()
+        ));
+        // One connection: the writers take turns, as SQLite wants.
+        let db = storage::connect(&url, 1)
+            .await
+            .expect("the SQLite file opens");
+        Migrator::up(&db, None).await.expect("migrations apply");
+        db.execute_unprepared(
+            "INSERT INTO recommendation_model (id, version, features, outcomes_learned) \
+             VALUES (1, 0, '[]', 0)",
+        )
+        .await
+        .expect("the model row is written");
+        let insert = "INSERT INTO recommendation_learning_events (action_id, group_key, features, reward) \
+             VALUES ('upgrade', 'sales_offer:upgrade', '{\"bias\": 1.0, \"channel:web\": 1.0}', 1.0)";
+        db.execute_unprepared(insert)
+            .await
+            .expect("a first outcome");
+
+        // An outcome after every fold, for as long as the test runs.
+        let producer = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                loop {
+                    if db.execute_unprepared(insert).await.is_err() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let learner = Learner::new(ModelStore::new(db.clone()));
+        let learned = tokio::time::timeout(Duration::from_secs(10), learner.learn()).await;
+        producer.abort();
+        let more_waiting = learned
+            .expect("learn returns while outcomes keep arriving")
+            .expect("learning succeeds");
+        assert!(!more_waiting, "far fewer than a batch waited");
+        let header = learner.header();
+        assert!(header.version >= 1, "the fold is loaded: {header:?}");
+        assert!(header.outcomes_learned >= 1);
+        assert!(
+            header.features.contains(&"channel:web".to_string()),
+            "{header:?}"
+        );
+        assert_eq!(learner.model().version, header.version);
+        drop(db);
+        let _ = std::fs::remove_dir_all(folder);
     }
 }

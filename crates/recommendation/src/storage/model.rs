@@ -24,8 +24,9 @@ use crate::domain::bandit::{
 };
 use crate::domain::features::Features;
 
-/// Events folded per transaction.
-const FOLD_BATCH: u64 = 2000;
+/// Events folded per transaction: a fold that takes this many may have
+/// left more waiting.
+pub const FOLD_BATCH: usize = 2000;
 
 /// The model's header: version, feature names, totals.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,7 +120,7 @@ impl ModelStore {
         let mut header = header(row)?;
         let events = learning_event::Entity::find()
             .order_by_asc(learning_event::Column::Id)
-            .limit(FOLD_BATCH)
+            .limit(FOLD_BATCH as u64)
             .all(&transaction)
             .await?;
         if events.is_empty() {
