@@ -200,3 +200,135 @@ async fn a_merge_keeps_the_most_restrictive_answer_and_an_unmerge_restores_each(
     );
     app.stop().await;
 }
+
+/// What a next-best-action decision needs, in one call: the profile, its
+/// segments and groups, and one contact answer per distinct purpose in the
+/// order asked; bad input names its fields.
+#[tokio::test]
+async fn a_decision_context_answers_every_purpose_in_one_call() {
+    use cairn_contract::profile::v1::{
+        AddGroupMemberRequest, CreateGroupRequest, CreateSegmentRequest, GetDecisionContextRequest,
+        Group, GroupRole, GroupType, Segment,
+    };
+    let app = spawn_app().await;
+    let anna = app
+        .create_profile(
+            vec![cairn_tests::identifier(
+                IdentifierType::CrmId,
+                "crm-context-1",
+            )],
+            &[("plan", "gold")],
+        )
+        .await;
+    let mut profiles = app.profile().await;
+    profiles
+        .create_segment(CreateSegmentRequest {
+            segment: Some(Segment {
+                segment_id: "gold".into(),
+                display_name: "Gold".into(),
+                rule: r#"attributes.plan == "gold""#.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let family = profiles
+        .create_group(CreateGroupRequest {
+            group: Some(Group {
+                r#type: GroupType::Family as i32,
+                display_name: "Svensson".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    profiles
+        .add_group_member(AddGroupMemberRequest {
+            group_id: family.group_id.clone(),
+            customer: by_id(&anna),
+            role: GroupRole::Member as i32,
+        })
+        .await
+        .unwrap();
+    consent(&app, &anna, "marketing", true).await;
+
+    let context = profiles
+        .get_decision_context(GetDecisionContextRequest {
+            customer: Some(cairn_tests::by_identifier(cairn_tests::identifier(
+                IdentifierType::CrmId,
+                "crm-context-1",
+            ))),
+            channel: Channel::Sms as i32,
+            purposes: vec![
+                "marketing".into(),
+                "service".into(),
+                "marketing".into(),
+                "analytics".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(context.profile.unwrap().profile_id, anna);
+    assert_eq!(context.segment_ids, ["gold"]);
+    assert_eq!(context.groups.len(), 1);
+    assert_eq!(context.groups[0].group_id, family.group_id);
+    let answers: Vec<(&str, ContactVerdict)> = context
+        .contacts
+        .iter()
+        .map(|contact| {
+            let answer = contact.answer.as_ref().unwrap();
+            (
+                contact.purpose.as_str(),
+                ContactVerdict::try_from(answer.verdict).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("marketing", ContactVerdict::Granted),
+            ("service", ContactVerdict::ServicePurpose),
+            ("analytics", ContactVerdict::NoConsent),
+        ],
+        "one answer per distinct purpose, in the order asked"
+    );
+    assert_eq!(
+        verdict(&app, &anna, "marketing").await,
+        ContactVerdict::Granted,
+        "the same answer as CheckContact"
+    );
+
+    let bad = profiles
+        .get_decision_context(GetDecisionContextRequest {
+            customer: by_id(&anna),
+            channel: Channel::Unspecified as i32,
+            purposes: vec!["marketing".into(), "Not A Purpose".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let fields: Vec<String> = bad
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    assert!(fields.contains(&"channel".to_string()), "{fields:?}");
+    assert!(fields.contains(&"purposes[1]".to_string()), "{fields:?}");
+
+    let unknown = profiles
+        .get_decision_context(GetDecisionContextRequest {
+            customer: by_id(&uuid::Uuid::new_v4().to_string()),
+            channel: Channel::Sms as i32,
+            purposes: vec!["marketing".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+}

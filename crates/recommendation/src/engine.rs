@@ -4,7 +4,7 @@
 //! service (who the customer is, consent, their quiet hours), the contact
 //! counters in the shared state store and the learned model.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_contract::common::v1::Channel;
@@ -327,28 +327,39 @@ impl Engine {
             .find(|policy| policy.state == PolicyState::Live)
             .cloned()
             .ok_or_else(|| Error::internal("no live policy"))?;
-        let customer = self.profiles.find("customer", &request.customer).await?;
-        if customer.is_none() && self.settings.refuse_unknown_customers {
-            return Err(Error::not_found("customer", "named in customer"));
-        }
-        let profile_id = customer.as_ref().map(|customer| customer.profile_id);
         let channel = request.channel;
         let channel_label = channel_name(channel);
+        // One call to the profile service: the customer, their segments and
+        // groups, and consent for every purpose the channel's actions serve.
+        let purposes: Vec<String> = view
+            .catalogue
+            .iter()
+            .filter(|cached| cached.action.channels.contains(&channel))
+            .map(|cached| cached.action.purpose.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = self
+            .profiles
+            .decision_context("customer", &request.customer, channel, &purposes)
+            .await?;
+        if found.is_none() && self.settings.refuse_unknown_customers {
+            return Err(Error::not_found("customer", "named in customer"));
+        }
+        let profile_id = found.as_ref().map(|found| found.customer.profile_id);
 
-        // Who the customer is: segments, groups and journey stages.
+        // Who the customer is: attributes, segments, groups and journey stages.
         let mut view_of_customer = CustomerView::default();
-        if let Some(customer) = &customer {
-            let (segments, groups, stages) = tokio::try_join!(
-                self.profiles.segments(customer.profile_id),
-                self.profiles.groups(customer.profile_id),
-                self.store.stages(customer.profile_id),
-            )?;
+        let mut contacts = HashMap::new();
+        if let Some(found) = found {
+            let stages = self.store.stages(found.customer.profile_id).await?;
             view_of_customer = CustomerView {
-                attributes: customer.attributes.clone(),
-                segments,
-                groups,
+                attributes: found.customer.attributes,
+                segments: found.segments,
+                groups: found.groups,
                 stages,
             };
+            contacts = found.contacts;
         }
         let mut context = request.context.clone();
         if !context.journey_id.is_empty()
@@ -421,7 +432,7 @@ impl Engine {
             .filter(|candidate| candidate.reason == 0)
             .map(|candidate| candidate.cached.action.purpose.clone())
             .collect();
-        let answers = self.contact_answers(profile_id, channel, purposes).await?;
+        let answers = contact_answers(profile_id.is_some(), &contacts, purposes);
         for candidate in working.iter_mut().filter(|c| c.reason == 0) {
             let purpose = &candidate.cached.action.purpose;
             if let Some(answer) = answers.get(purpose)
@@ -832,33 +843,6 @@ impl Engine {
         );
         variables.insert("now".into(), json!(now.to_rfc3339()));
         variables
-    }
-
-    async fn contact_answers(
-        &self,
-        profile_id: Option<Uuid>,
-        channel: i32,
-        purposes: HashSet<String>,
-    ) -> Result<HashMap<String, ContactAnswer>> {
-        let Some(profile) = profile_id else {
-            return Ok(purposes
-                .into_iter()
-                .map(|purpose| {
-                    let answer = ContactAnswer::anonymous(&purpose);
-                    (purpose, answer)
-                })
-                .collect());
-        };
-        let answers =
-            futures::future::try_join_all(purposes.into_iter().map(|purpose| async move {
-                let answer = self
-                    .profiles
-                    .check_contact(profile, channel, &purpose)
-                    .await?;
-                Ok::<_, Error>((purpose, answer))
-            }))
-            .await?;
-        Ok(answers.into_iter().collect())
     }
 
     /// When quiet hours end, if they hold now: the customer's own (as the
@@ -1336,6 +1320,27 @@ fn explain(
         cold_start: estimate.cold_start,
         summary,
     }
+}
+
+/// The contact answer per purpose: the profile service's for a known
+/// customer; for an anonymous one (and a purpose it did not answer about),
+/// only the service purpose, which needs no opt-in, is allowed.
+fn contact_answers(
+    known: bool,
+    contacts: &HashMap<String, ContactAnswer>,
+    purposes: HashSet<String>,
+) -> HashMap<String, ContactAnswer> {
+    purposes
+        .into_iter()
+        .map(|purpose| {
+            let answer = contacts
+                .get(&purpose)
+                .filter(|_| known)
+                .cloned()
+                .unwrap_or_else(|| ContactAnswer::anonymous(&purpose));
+            (purpose, answer)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -351,6 +351,20 @@ pub fn verdict_to_proto(reason: ContactReason) -> pb::ContactVerdict {
     }
 }
 
+/// The wire form of a contact answer: the verdict and the preferences a
+/// caller needs to contact the customer well.
+pub fn contact_answer_to_proto(
+    decision: &crate::domain::ContactDecision,
+    preferences: &Preferences,
+) -> pb::CheckContactResponse {
+    pb::CheckContactResponse {
+        allowed: decision.allowed,
+        verdict: verdict_to_proto(decision.reason) as i32,
+        allowed_from: decision.allowed_from.map(timestamp_to_proto),
+        preferences: Some(preferences_to_proto(preferences)),
+    }
+}
+
 /// Reads an attribute definition named `field`.
 pub fn attribute_definition(
     field: &str,

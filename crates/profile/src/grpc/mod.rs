@@ -35,6 +35,9 @@ pub struct ProfileApi {
 const MAX_IDENTIFY: usize = 20;
 /// Longest merge reason.
 const MAX_REASON_BYTES: usize = 256;
+/// Most purposes one GetDecisionContext answers about: a catalogue uses a
+/// handful, and each is a consent lookup.
+const MAX_DECISION_PURPOSES: usize = 64;
 
 impl ProfileApi {
     /// Handlers over `store`; `phone_region` is the default region of phone
@@ -441,13 +444,65 @@ impl ProfileService for ProfileApi {
             .store
             .check_contact(profile.id, &purpose, channel as i32, chrono::Utc::now())
             .await?;
-        Ok(Response::new(pb::CheckContactResponse {
-            allowed: decision.allowed,
-            verdict: convert::verdict_to_proto(decision.reason) as i32,
-            allowed_from: decision
-                .allowed_from
-                .map(cairn_runtime::common::timestamp_to_proto),
-            preferences: Some(convert::preferences_to_proto(&preferences)),
+        Ok(Response::new(convert::contact_answer_to_proto(
+            &decision,
+            &preferences,
+        )))
+    }
+
+    async fn get_decision_context(
+        &self,
+        request: Request<pb::GetDecisionContextRequest>,
+    ) -> Result<Response<pb::GetDecisionContextResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let channel = violations.check(cairn_runtime::common::channel("channel", request.channel));
+        if request.purposes.len() > MAX_DECISION_PURPOSES {
+            violations.add(
+                "purposes",
+                format!("at most {MAX_DECISION_PURPOSES} purposes"),
+            );
+        }
+        let mut purposes = Vec::new();
+        for (i, raw) in request.purposes.iter().enumerate() {
+            if let Some(purpose) =
+                violations.check(convert::purpose(&format!("purposes[{i}]"), raw))
+                && !purposes.iter().any(|(known, _)| known == raw)
+            {
+                purposes.push((raw.clone(), purpose));
+            }
+        }
+        violations.finish()?;
+        let (Some(customer), Some(channel)) = (customer, channel) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
+        let profile = self.find(&caller, "customer", customer).await?;
+        self.store
+            .audit(&caller, "get_decision_context", Some(profile.id), 1)
+            .await?;
+        let now = chrono::Utc::now();
+        let (segment_ids, groups, contacts) = tokio::try_join!(
+            self.store.profile_segments(profile.id),
+            self.store.groups_of(profile.id),
+            futures::future::try_join_all(purposes.iter().map(|(raw, purpose)| async move {
+                let (decision, preferences) = self
+                    .store
+                    .check_contact(profile.id, purpose, channel as i32, now)
+                    .await?;
+                Ok::<_, Error>(pb::PurposeContact {
+                    purpose: raw.clone(),
+                    answer: Some(convert::contact_answer_to_proto(&decision, &preferences)),
+                })
+            })),
+        )?;
+        Ok(Response::new(pb::GetDecisionContextResponse {
+            profile: Some(convert::profile_to_proto(&profile)),
+            segment_ids,
+            groups: groups.iter().map(convert::group_to_proto).collect(),
+            contacts,
         }))
     }
 
