@@ -309,25 +309,27 @@ async fn reengagement_waits_for_recommendation_and_is_sent_once_it_answers() {
     .await;
     assert_eq!(waiting.profile_id, profile_id);
 
-    // Recommendation comes up with an offer the customer may get by email.
-    let recommendation = spawn_on(
-        Arc::clone(&app.database),
-        app.redis_prefix.clone(),
-        Options {
-            services: vec![ServiceKind::Recommendation],
-            adjust: Box::new({
-                let profile = app.addresses[&ServiceKind::Profile];
-                move |settings| {
+    // The catalogue is written first, through a recommendation replica the
+    // journey does not call (they share the database), so that the first
+    // re-engagement that reaches recommendation finds the offer.
+    let recommendation_on = |port: u16| {
+        let profile = app.addresses[&ServiceKind::Profile];
+        spawn_on(
+            Arc::clone(&app.database),
+            app.redis_prefix.clone(),
+            Options {
+                services: vec![ServiceKind::Recommendation],
+                adjust: Box::new(move |settings| {
                     settings.set_port(ServiceKind::Recommendation, port);
                     settings.profile_addr = Some(format!("http://{profile}"));
-                }
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let mut setup = recommendation_on(0).await;
     let mut catalogue = RecommendationServiceClient::new(
-        recommendation
+        setup
             .authed(
                 ServiceKind::Recommendation,
                 &["recommendation.read", "recommendation.write"],
@@ -363,6 +365,15 @@ async fn reengagement_waits_for_recommendation_and_is_sent_once_it_answers() {
         })
         .await
         .unwrap();
+    setup.stop_services().await;
+    assert_eq!(
+        status_of(&journey).await.unwrap().reengagement_status,
+        "retrying",
+        "the journey's recommendation is still down"
+    );
+
+    // Recommendation comes up where the journey calls it.
+    let recommendation = recommendation_on(port).await;
     let sent = eventually(
         Duration::from_secs(30),
         "the re-engagement sent",
