@@ -432,7 +432,7 @@ impl Engine {
             .filter(|candidate| candidate.reason == 0)
             .map(|candidate| candidate.cached.action.purpose.clone())
             .collect();
-        let answers = contact_answers(profile_id.is_some(), &contacts, purposes);
+        let answers = contact_answers(&contacts, purposes);
         for candidate in working.iter_mut().filter(|c| c.reason == 0) {
             let purpose = &candidate.cached.action.purpose;
             if let Some(answer) = answers.get(purpose)
@@ -1322,11 +1322,10 @@ fn explain(
     }
 }
 
-/// The contact answer per purpose: the profile service's for a known
-/// customer; for an anonymous one (and a purpose it did not answer about),
-/// only the service purpose, which needs no opt-in, is allowed.
+/// The contact answer per purpose: the profile service's; without one (an
+/// anonymous customer has none) only the service purpose, which needs no
+/// opt-in, is allowed.
 fn contact_answers(
-    known: bool,
     contacts: &HashMap<String, ContactAnswer>,
     purposes: HashSet<String>,
 ) -> HashMap<String, ContactAnswer> {
@@ -1335,7 +1334,6 @@ fn contact_answers(
         .map(|purpose| {
             let answer = contacts
                 .get(&purpose)
-                .filter(|_| known)
                 .cloned()
                 .unwrap_or_else(|| ContactAnswer::anonymous(&purpose));
             (purpose, answer)
