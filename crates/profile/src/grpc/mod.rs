@@ -12,7 +12,7 @@ use cairn_runtime::{Error, Result, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{Attributes, MergeRule, NewProfile, Profile};
+use crate::domain::{Attributes, MergeRule, NewProfile, Profile, Purpose};
 use crate::storage::ProfileStore;
 
 /// The protobuf name of the service.
@@ -483,21 +483,21 @@ impl ProfileService for ProfileApi {
         self.store
             .audit(&caller, "get_decision_context", Some(profile.id), 1)
             .await?;
-        let now = chrono::Utc::now();
-        let (segment_ids, groups, contacts) = tokio::try_join!(
+        let (raw_purposes, purposes): (Vec<String>, Vec<Purpose>) = purposes.into_iter().unzip();
+        let (segment_ids, groups, (decisions, preferences)) = tokio::try_join!(
             self.store.profile_segments(profile.id),
             self.store.groups_of(profile.id),
-            futures::future::try_join_all(purposes.iter().map(|(raw, purpose)| async move {
-                let (decision, preferences) = self
-                    .store
-                    .check_contact(profile.id, purpose, channel as i32, now)
-                    .await?;
-                Ok::<_, Error>(pb::PurposeContact {
-                    purpose: raw.clone(),
-                    answer: Some(convert::contact_answer_to_proto(&decision, &preferences)),
-                })
-            })),
+            self.store
+                .check_contacts(profile.id, &purposes, channel as i32, chrono::Utc::now()),
         )?;
+        let contacts = raw_purposes
+            .into_iter()
+            .zip(&decisions)
+            .map(|(purpose, decision)| pb::PurposeContact {
+                purpose,
+                answer: Some(convert::contact_answer_to_proto(decision, &preferences)),
+            })
+            .collect();
         Ok(Response::new(pb::GetDecisionContextResponse {
             profile: Some(convert::profile_to_proto(&profile)),
             segment_ids,

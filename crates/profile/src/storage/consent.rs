@@ -99,13 +99,32 @@ impl ProfileStore {
         channel: i32,
         now: DateTime<Utc>,
     ) -> Result<(ContactDecision, Preferences)> {
+        let (mut decisions, preferences) = self
+            .check_contacts(id, std::slice::from_ref(purpose), channel, now)
+            .await?;
+        let decision = decisions
+            .pop()
+            .ok_or_else(|| Error::internal("no contact decision for the purpose"))?;
+        Ok((decision, preferences))
+    }
+
+    /// [`Self::check_contact`] for each of `purposes`, in their order, from
+    /// one read of the consent history and the preferences.
+    pub async fn check_contacts(
+        &self,
+        id: Uuid,
+        purposes: &[Purpose],
+        channel: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<ContactDecision>, Preferences)> {
         let live = live_row(&self.db, id).await?;
         let answers = current(&history(&self.db, &live.id).await?);
         let preferences = preferences_of(&self.db, &live.id).await?;
-        Ok((
-            may_contact(&answers, &preferences, purpose, channel, now),
-            preferences,
-        ))
+        let decisions = purposes
+            .iter()
+            .map(|purpose| may_contact(&answers, &preferences, purpose, channel, now))
+            .collect();
+        Ok((decisions, preferences))
     }
 }
 
