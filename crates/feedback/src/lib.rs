@@ -63,11 +63,13 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         credentials.clone(),
         settings.peer_deadline(),
     )?);
-    let budget = peers::ContactBudget::new(peer::channel(
+    let recommendation = peer::channel(
         &settings.peer_address(ServiceKind::Recommendation),
         credentials,
         settings.peer_deadline(),
-    )?);
+    )?;
+    let budget = peers::ContactBudget::new(recommendation.clone());
+    let decisions = peers::DecisionDirectory::new(recommendation);
     let inviter = invitations::Inviter::new(store.clone(), profiles.clone(), budget);
     spawn_consumer(
         shared.bus.clone(),
@@ -75,7 +77,7 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         Arc::new(events::FeedbackEvents::new(store.clone(), inviter.clone())),
         shared.shutdown.clone(),
     );
-    let api = grpc::FeedbackApi::new(store, profiles, inviter);
+    let api = grpc::FeedbackApi::new(store, profiles, decisions, inviter);
     let server = cairn_runtime::limited!(FeedbackServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Feedback,

@@ -1,6 +1,6 @@
 //! Calls to the other services: the profile service (who a customer is,
 //! consent, segments) and the recommendation service (the shared contact
-//! budget).
+//! budget, and whose a decision named on a complaint is).
 
 use cairn_contract::profile::v1 as profile;
 use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
@@ -191,5 +191,49 @@ impl ContactBudget {
                 format!("customer: {detail}")
             },
         })
+    }
+}
+
+/// The recommendation service's decisions, asked with this service's own
+/// token: whose a decision named on a customer's complaint is.
+#[derive(Clone)]
+pub struct DecisionDirectory {
+    client: RecommendationServiceClient<PeerChannel>,
+}
+
+impl DecisionDirectory {
+    /// A client of the recommendation service over `channel`.
+    pub fn new(channel: PeerChannel) -> Self {
+        Self {
+            client: RecommendationServiceClient::new(channel),
+        }
+    }
+
+    /// The profile decision `decision_id` was made for, as the
+    /// recommendation service logged it (before any later merge); `None`
+    /// for a decision it does not know or one of an anonymous customer.
+    pub async fn decided_for(&self, field: &str, decision_id: Uuid) -> Result<Option<Uuid>> {
+        let outcome = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = recommendation::GetDecisionRequest {
+                decision_id: decision_id.to_string(),
+                view: recommendation::DecisionView::Basic as i32,
+            };
+            async move { client.get_decision(request).await }
+        })
+        .await;
+        match outcome {
+            Ok(response) => Ok(response
+                .into_inner()
+                .decision
+                .and_then(|decision| Uuid::parse_str(&decision.profile_id).ok())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded => Err(Error::Unavailable(format!(
+                    "{field}: the recommendation service is not reachable to check the decision; retry later"
+                ))),
+                _ => Err(Error::from(status)),
+            },
+        }
     }
 }

@@ -285,6 +285,47 @@ impl Engine {
             .ok_or_else(|| Error::not_found("customer", "named in customer"))
     }
 
+    /// True when decision `decision_id` is the customer `profile_id`'s: what
+    /// an event (a complaint ticket, an offer touchpoint) must show before
+    /// it may record an outcome on the decision, so that one customer's
+    /// event never changes another's decision, cool-down or learning data.
+    /// The decision's customer follows merges as this service consumes
+    /// them; when the two ids differ (an event published before or after a
+    /// merge this service has not caught up with), both are resolved
+    /// through the profile service, which knows every merge, and their
+    /// surviving profiles compared. An unknown decision, one of an
+    /// anonymous customer, or a profile the profile service does not know
+    /// (erased) is no one's.
+    pub async fn decision_is_of(&self, decision_id: Uuid, profile_id: &str) -> Result<bool> {
+        let Ok(profile) = Uuid::parse_str(profile_id) else {
+            return Ok(false);
+        };
+        let Some(owner) = self.store.decision_customer(decision_id).await? else {
+            return Ok(false);
+        };
+        let Ok(owner) = Uuid::parse_str(&owner) else {
+            return Ok(false);
+        };
+        if owner == profile {
+            return Ok(true);
+        }
+        let survivor = |id: Uuid| async move {
+            match self
+                .resolve_customer(&CustomerReference::ProfileId(id))
+                .await
+            {
+                Ok(survivor) => Ok(Some(survivor)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(error) => Err(error),
+            }
+        };
+        let (Some(owner), Some(profile)) = (survivor(owner).await?, survivor(profile).await?)
+        else {
+            return Ok(false);
+        };
+        Ok(owner == profile)
+    }
+
     /// The catalogue currency: the currency of the first action with a value.
     pub async fn currency(&self) -> Result<String> {
         Ok(self

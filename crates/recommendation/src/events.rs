@@ -10,6 +10,10 @@
 //! - `journey.touchpoint_recorded`: offer shown, accepted and declined
 //!   touchpoints that carry a decision id, as outcomes.
 //!
+//! An event records an outcome only on a decision of the event's own
+//! customer (following merges, [`Engine::decision_is_of`]): a complaint or
+//! touchpoint naming another customer's decision changes nothing.
+//!
 //! Each handler is idempotent: by the inbox for state changes, by the
 //! outcome's own uniqueness for outcomes.
 
@@ -36,8 +40,13 @@ impl EventsHandler {
         Self { engine }
     }
 
+    /// Records `kind` on the decision an event of `profile_id` names, when
+    /// the decision is that customer's; an event naming another
+    /// customer's decision (or none that exists) changes nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn outcome(
         &self,
+        profile_id: &str,
         decision_id: &str,
         action_id: &str,
         kind: OutcomeType,
@@ -49,6 +58,14 @@ impl EventsHandler {
             tracing::info!("an event carried a decision id that is not a UUID; ignored");
             return Ok(());
         };
+        if !self.engine.decision_is_of(decision, profile_id).await? {
+            tracing::warn!(
+                %decision,
+                "an event named a decision that is not its customer's; ignored"
+            );
+            metrics::counter!("cairn_foreign_decision_references_total").increment(1);
+            return Ok(());
+        }
         let channel = (channel != 0).then_some(channel);
         match self
             .engine
@@ -146,6 +163,7 @@ impl EventHandler for EventsHandler {
                     && ticket.open_complaint
                 {
                     self.outcome(
+                        &event.profile_id,
                         &ticket.decision_id,
                         &ticket.action_id,
                         OutcomeType::Declined,
@@ -192,6 +210,7 @@ impl EventHandler for EventsHandler {
                     .as_ref()
                     .and_then(|time| timestamp_from_proto("occurred_at", time).ok());
                 self.outcome(
+                    &event.profile_id,
                     &touchpoint.decision_id,
                     &touchpoint.action_id,
                     kind,

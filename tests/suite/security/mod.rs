@@ -6,6 +6,7 @@
 mod audit;
 mod customers;
 pub mod erasure;
+mod foreign_decisions;
 mod logs;
 mod raw;
 mod scopes;

@@ -25,7 +25,7 @@ use crate::domain::survey::Survey;
 use crate::domain::text::{self, Signature};
 use crate::domain::ticket::TicketStatus;
 use crate::invitations::{InvitationRequest, Inviter};
-use crate::peers::ProfileDirectory;
+use crate::peers::{DecisionDirectory, ProfileDirectory};
 use crate::storage::entity::{churn, comment, response, ticket, ticket_contact};
 use crate::storage::{
     CommentFilter, FeedbackStore, NewComment, NewResponse, NewTicket, QueueFilter, ResponseFilter,
@@ -59,17 +59,65 @@ const NO_GROUP: &str = "(none)";
 pub struct FeedbackApi {
     store: FeedbackStore,
     profiles: ProfileDirectory,
+    decisions: DecisionDirectory,
     inviter: Inviter,
 }
 
 impl FeedbackApi {
-    /// Handlers over `store`, resolving customers through `profiles`.
-    pub fn new(store: FeedbackStore, profiles: ProfileDirectory, inviter: Inviter) -> Self {
+    /// Handlers over `store`, resolving customers through `profiles` and
+    /// the owners of decisions named on complaints through `decisions`.
+    pub fn new(
+        store: FeedbackStore,
+        profiles: ProfileDirectory,
+        decisions: DecisionDirectory,
+        inviter: Inviter,
+    ) -> Self {
         Self {
             store,
             profiles,
+            decisions,
             inviter,
         }
+    }
+
+    /// For a customer's token, the decision a ticket names must be that
+    /// customer's: the recommendation service says whom it was made for
+    /// (asked with this service's own token, as only it may see any
+    /// decision) and the profile service where that profile went through
+    /// merges. Another customer's decision, an unknown one and an id that is
+    /// not a decision's all get [`Principal::admit`]'s one refusal, so the
+    /// answer does not tell whether the decision exists. A system's token
+    /// is trusted with every customer's decisions (it may record their
+    /// outcomes directly); the recommendation service checks again, for
+    /// everyone, when it consumes the ticket's event.
+    async fn admit_decision(
+        &self,
+        caller: &Principal,
+        field: &str,
+        decision_id: &str,
+    ) -> Result<()> {
+        if !caller.is_customer() || decision_id.is_empty() {
+            return Ok(());
+        }
+        let unknown = || Error::not_found("decision", format!("named in {field}"));
+        let owner = match Uuid::parse_str(decision_id) {
+            Ok(id) => self.decisions.decided_for(field, id).await?,
+            Err(_) => None,
+        };
+        let survivor = match owner {
+            None => Err(unknown()),
+            Some(owner) if Some(owner) == caller.customer() => Ok(owner),
+            // Made for a profile since merged: whose is it now?
+            Some(owner) => match self
+                .profiles
+                .find(field, &CustomerReference::ProfileId(owner))
+                .await
+            {
+                Err(Error::NotFound { .. }) => Err(unknown()),
+                found => found,
+            },
+        };
+        caller.admit(survivor, |profile_id| *profile_id).map(|_| ())
     }
 
     /// The profile id of the customer a request concerns, if `caller` may
@@ -885,6 +933,8 @@ impl FeedbackService for FeedbackApi {
         violations.finish()?;
         let profile_id = self
             .customer_of(&caller, "ticket.customer", &checked(customer)?, true)
+            .await?;
+        self.admit_decision(&caller, "ticket.decision_id", &wire.decision_id)
             .await?;
         let segments = self.profiles.segments(profile_id).await?;
         let now = Utc::now();

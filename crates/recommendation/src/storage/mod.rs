@@ -957,6 +957,16 @@ impl RecommendationStore {
         Ok(self.decisions_with_details(vec![row]).await?.pop())
     }
 
+    /// The customer decision `id` now belongs to (its profile, following
+    /// merges as this service has consumed them); `None` for an unknown
+    /// decision, an empty string for one of an anonymous customer.
+    pub async fn decision_customer(&self, id: Uuid) -> Result<Option<String>> {
+        Ok(decision::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .map(|row| row.customer_id))
+    }
+
     /// A page of decisions, newest first, after `after` ("<rfc3339>|<id>").
     pub async fn list_decisions(
         &self,
