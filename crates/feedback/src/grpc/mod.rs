@@ -13,7 +13,7 @@ use cairn_contract::feedback::v1::feedback_service_server::FeedbackService;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, channel, check_name, timestamp_from_proto};
 use cairn_runtime::outbox;
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::{PageTokens, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
@@ -60,15 +60,23 @@ pub struct FeedbackApi {
     store: FeedbackStore,
     profiles: ProfileDirectory,
     inviter: Inviter,
+    tokens: PageTokens,
 }
 
 impl FeedbackApi {
-    /// Handlers over `store`, resolving customers through `profiles`.
-    pub fn new(store: FeedbackStore, profiles: ProfileDirectory, inviter: Inviter) -> Self {
+    /// Handlers over `store`, resolving customers through `profiles`;
+    /// `tokens` sign page tokens.
+    pub fn new(
+        store: FeedbackStore,
+        profiles: ProfileDirectory,
+        inviter: Inviter,
+        tokens: PageTokens,
+    ) -> Self {
         Self {
             store,
             profiles,
             inviter,
+            tokens,
         }
     }
 
@@ -153,11 +161,6 @@ fn not_future(field: &str, time: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 fn checked<T>(value: Option<T>) -> Result<T> {
     value.ok_or_else(|| Error::internal("a checked field is missing"))
-}
-
-fn next_token(next: Option<String>) -> String {
-    next.map(|position| encode_token(&position))
-        .unwrap_or_default()
 }
 
 fn channel_name(raw: i32) -> String {
@@ -344,7 +347,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_surveys", &request.page_token),
+        );
         violations.finish()?;
         let (surveys, next) = self
             .store
@@ -352,7 +358,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveysResponse {
             surveys: surveys.iter().map(convert::survey_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_surveys", next),
         }))
     }
 
@@ -723,7 +729,10 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_survey_responses", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -741,7 +750,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveyResponsesResponse {
             responses: rows.iter().map(convert::response_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_survey_responses", next),
         }))
     }
 
@@ -820,7 +829,10 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_comments", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -838,7 +850,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListCommentsResponse {
             comments: rows.iter().map(convert::comment_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_comments", next),
         }))
     }
 
@@ -971,7 +983,10 @@ impl FeedbackService for FeedbackApi {
                 .map(|c| c as i32)
         };
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_tickets", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(
@@ -996,7 +1011,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListTicketsResponse {
             tickets: views.iter().map(convert::ticket_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_tickets", next),
         }))
     }
 
@@ -1340,7 +1355,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_feature_requests", &request.page_token),
+        );
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1348,7 +1366,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFeatureRequestsResponse {
             feature_requests: rows.iter().map(convert::feature_request_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_feature_requests", next),
         }))
     }
 
@@ -1359,7 +1377,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_follow_up_tasks", &request.page_token),
+        );
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1372,7 +1393,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFollowUpTasksResponse {
             tasks: rows.iter().map(convert::follow_up_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_follow_up_tasks", next),
         }))
     }
 
