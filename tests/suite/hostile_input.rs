@@ -531,6 +531,16 @@ async fn forged_and_tampered_page_tokens_and_bad_page_sizes_are_refused_on_every
         &[],
     )
     .await;
+    c.profile
+        .create_segment(profile::CreateSegmentRequest {
+            segment: Some(profile::Segment {
+                segment_id: "gold".into(),
+                rule: "attributes.plan == \"gold\"".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
     let page = c
         .profile
         .list_profiles(profile::ListProfilesRequest {
