@@ -28,11 +28,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let include = protoc_bin_vendored::include_path()?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
+    // Type names let the codec find each message's descriptor.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         // Methods a service does not implement yet answer UNIMPLEMENTED.
         .generate_default_stubs(true)
+        // Every message is checked for NUL bytes in its text fields as it is
+        // decoded (src/checked.rs).
+        .codec_path("crate::checked::CheckedCodec")
         .file_descriptor_set_path(out_dir.join("cairn_descriptor.bin"))
-        .compile_protos(&files, &[proto_root, include])?;
+        .compile_with_config(config, &files, &[proto_root, include])?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! stable), or two spellings of one identifier could become two profiles.
 #![no_main]
 
-use cairn_profile::domain::{Identifier, IdentifierKind};
+use cairn_profile::domain::{Identifier, IdentifierKind, PhoneRules};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,13 +25,12 @@ fuzz_target!(|data: &[u8]| {
         6 => IdentifierKind::BillingAccountId,
         _ => IdentifierKind::Custom("loyalty_card".to_owned()),
     };
-    let region = if selector & 0x80 == 0 {
-        Some("SE")
-    } else {
-        None
+    let region = PhoneRules {
+        default_region: (selector & 0x80 == 0).then(|| "SE".to_owned()),
+        allow_letters: selector & 0x40 != 0,
     };
-    if let Ok(identifier) = Identifier::parse("identifier", kind.clone(), raw, region) {
-        let again = Identifier::parse("identifier", kind, identifier.value(), region)
+    if let Ok(identifier) = Identifier::parse("identifier", kind.clone(), raw, &region) {
+        let again = Identifier::parse("identifier", kind, identifier.value(), &region)
             .expect("a normalised identifier parses again");
         assert_eq!(again, identifier, "normalising is stable");
     }

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(request) = pb::IdentifyProfileRequest::decode(rest) {
                 for (index, identifier) in request.identifiers.into_iter().enumerate() {
                     let field = format!("identifiers[{index}]");
-                    let _ = convert::identifier(&field, Some(identifier), Some("SE"));
+                    let _ = convert::identifier(
+                        &field,
+                        Some(identifier),
+                        &cairn_profile::domain::PhoneRules::in_region("SE"),
+                    );
                 }
             }
         }

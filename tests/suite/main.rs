@@ -16,6 +16,7 @@ mod events;
 mod faults;
 mod feedback;
 mod groups;
+mod hostile_input;
 mod journeys;
 mod journeys_as_code;
 mod lifecycle;

@@ -8,6 +8,8 @@
 //! version of each.
 #![allow(missing_docs, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod checked;
+
 pub use prost;
 pub use prost_types;
 pub use tonic;

@@ -77,7 +77,13 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         Arc::new(events::FeedbackEvents::new(store.clone(), inviter.clone())),
         shared.shutdown.clone(),
     );
-    let api = grpc::FeedbackApi::new(store, profiles, decisions, inviter);
+    let api = grpc::FeedbackApi::new(
+        store,
+        profiles,
+        decisions,
+        inviter,
+        cairn_runtime::pagination::PageTokens::from_settings(settings)?,
+    );
     let server = cairn_runtime::limited!(FeedbackServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Feedback,

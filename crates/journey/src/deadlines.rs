@@ -5,6 +5,7 @@
 //! live in the database with the positions, never in process memory or
 //! only in Redis, so nothing is missed when a replica or Redis restarts.
 
+use cairn_runtime::storage::BeginWrite;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,6 @@ use cairn_contract::events::v1::{AbandonmentDetected, ReengagementDecided};
 use cairn_runtime::outbox::{self, Outbox};
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
-use sea_orm::TransactionTrait;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -82,7 +82,7 @@ impl DeadlineWorker {
     /// are recorded (once) and exits for inactivity applied. Returns how many
     /// positions were handled.
     pub async fn expire(&self, now: DateTime<Utc>) -> Result<usize> {
-        let transaction = self.journeys.database().begin().await?;
+        let transaction = self.journeys.database().begin_write().await?;
         let due = self.journeys.claim_due(&transaction, now, BATCH).await?;
         let mut published = false;
         for row in &due {
@@ -163,7 +163,7 @@ impl DeadlineWorker {
     /// abandonment whose re-engagement is due; a failure is retried later
     /// with a growing wait. Returns how many were attempted.
     pub async fn reengage(&self, now: DateTime<Utc>) -> Result<usize> {
-        let transaction = self.journeys.database().begin().await?;
+        let transaction = self.journeys.database().begin_write().await?;
         let due = abandonments::claim_due(&transaction, now, BATCH).await?;
         let mut published = false;
         for row in &due {

@@ -113,6 +113,7 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         shared.bus.clone(),
         shared.shutdown.clone(),
         settings.peer_deadline(),
+        cairn_runtime::pagination::PageTokens::from_settings(settings)?,
     );
     let server = cairn_runtime::limited!(JourneyServiceServer::new(api), settings);
     Ok(ServiceParts {

@@ -67,10 +67,14 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
     );
     let api = grpc::ProfileApi::new(
         store,
-        settings.default_phone_region.clone(),
+        domain::PhoneRules {
+            default_region: settings.default_phone_region.clone(),
+            allow_letters: settings.phone_allow_letters,
+        },
         domain::MergeRule {
             max_per_kind: settings.merge_max_identifiers_per_kind,
         },
+        cairn_runtime::pagination::PageTokens::from_settings(settings)?,
     )
     .with_peers(peers::PersonalDataPeers::from_settings(settings)?);
     let server = cairn_runtime::limited!(ProfileServiceServer::new(api), settings);

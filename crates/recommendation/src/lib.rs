@@ -99,7 +99,10 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         i64::from(settings.recommendation_decision_retention_days),
         shared.shutdown.clone(),
     );
-    let api = grpc::RecommendationApi::new(engine);
+    let api = grpc::RecommendationApi::new(
+        engine,
+        cairn_runtime::pagination::PageTokens::from_settings(settings)?,
+    );
     let server = cairn_runtime::limited!(RecommendationServiceServer::new(api), settings);
     Ok(ServiceParts {
         kind: ServiceKind::Recommendation,

@@ -156,6 +156,20 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_SUPPRESSION_KEY", hide_env_values = true)]
     pub suppression_key: Option<SecretString>,
 
+    /// Key of the HMAC that signs page tokens (at least 32 bytes; the same on
+    /// every replica, so a token from one works on another). Unset: derived
+    /// from the HS256 token key, or a fixed local-trial key when
+    /// authentication is off.
+    #[arg(long, env = "CAIRN_PAGE_TOKEN_KEY", hide_env_values = true)]
+    pub page_token_key: Option<SecretString>,
+
+    /// Accept phone numbers written with letters (vanity numbers such as
+    /// `+1 800 FLOWERS`, the letters read as keypad digits). Off: a phone
+    /// number holds digits, spaces, one leading `+` and the separators
+    /// `-`, `.`, `(`, `)`, `/` only.
+    #[arg(long, env = "CAIRN_PHONE_ALLOW_LETTERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub phone_allow_letters: bool,
+
     /// Most identifiers of one kind a profile may hold after an automatic
     /// merge; a merge beyond it (a kiosk device seen by hundreds) is refused.
     #[arg(

@@ -198,6 +198,18 @@ impl From<sea_orm::DbErr> for Error {
             | DbErr::Query(sea_orm::RuntimeErr::SqlxError(cause)) => connection_lost(cause),
             _ => false,
         };
+        let busy = match &error {
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(cause))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(cause))
+            | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(cause)) => sqlite_busy(cause),
+            _ => false,
+        };
+        if busy {
+            tracing::warn!(error = %error, "database busy");
+            return Error::Unavailable(
+                "the database is busy with other writes; retry shortly".into(),
+            );
+        }
         match lost {
             true => {
                 tracing::warn!(error = %error, "database unreachable");
@@ -224,6 +236,27 @@ fn connection_lost(cause: &sea_orm::sqlx::Error) -> bool {
         Sqlx::Database(database) => database
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// True when SQLite gave up waiting for its write lock (SQLITE_BUSY, or
+/// SQLITE_LOCKED, with any extended code): another writer held it past the
+/// busy timeout. Not a fault of the statement; the caller may retry.
+fn sqlite_busy(cause: &sea_orm::sqlx::Error) -> bool {
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    match cause {
+        sea_orm::sqlx::Error::Database(database)
+            if database
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some() =>
+        {
+            database
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+        }
         _ => false,
     }
 }

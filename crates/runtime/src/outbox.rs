@@ -8,6 +8,7 @@
 //! consumers absorb because they are idempotent by event id. Replicas share
 //! the table; on PostgreSQL each claims rows with `FOR UPDATE SKIP LOCKED`.
 
+use crate::storage::BeginWrite;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use prost::Message;
 use sea_orm::sea_query::{
     ColumnDef, Expr, ExprTrait, LockBehavior, LockType, Order, Query, Table, TableCreateStatement,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +132,7 @@ impl Outbox {
 
     /// Publishes one batch; returns how many events it published.
     pub async fn relay_once(&self, db: &DatabaseConnection, bus: &dyn EventBus) -> Result<usize> {
-        let transaction = db.begin().await?;
+        let transaction = db.begin_write().await?;
         let select = Query::select()
             .columns(["id", "payload"])
             .from(self.table.clone())

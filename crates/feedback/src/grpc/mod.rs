@@ -13,7 +13,7 @@ use cairn_contract::feedback::v1::feedback_service_server::FeedbackService;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, channel, check_name, timestamp_from_proto};
 use cairn_runtime::outbox;
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::{PageTokens, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
@@ -61,22 +61,26 @@ pub struct FeedbackApi {
     profiles: ProfileDirectory,
     decisions: DecisionDirectory,
     inviter: Inviter,
+    tokens: PageTokens,
 }
 
 impl FeedbackApi {
     /// Handlers over `store`, resolving customers through `profiles` and
-    /// the owners of decisions named on complaints through `decisions`.
+    /// the owners of decisions named on complaints through `decisions`;
+    /// `tokens` sign page tokens.
     pub fn new(
         store: FeedbackStore,
         profiles: ProfileDirectory,
         decisions: DecisionDirectory,
         inviter: Inviter,
+        tokens: PageTokens,
     ) -> Self {
         Self {
             store,
             profiles,
             decisions,
             inviter,
+            tokens,
         }
     }
 
@@ -201,11 +205,6 @@ fn not_future(field: &str, time: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 fn checked<T>(value: Option<T>) -> Result<T> {
     value.ok_or_else(|| Error::internal("a checked field is missing"))
-}
-
-fn next_token(next: Option<String>) -> String {
-    next.map(|position| encode_token(&position))
-        .unwrap_or_default()
 }
 
 fn channel_name(raw: i32) -> String {
@@ -392,7 +391,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_surveys", &request.page_token),
+        );
         violations.finish()?;
         let (surveys, next) = self
             .store
@@ -400,7 +402,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveysResponse {
             surveys: surveys.iter().map(convert::survey_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_surveys", next),
         }))
     }
 
@@ -771,7 +773,10 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_survey_responses", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -789,7 +794,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveyResponsesResponse {
             responses: rows.iter().map(convert::response_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_survey_responses", next),
         }))
     }
 
@@ -868,7 +873,10 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_comments", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -886,7 +894,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListCommentsResponse {
             comments: rows.iter().map(convert::comment_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_comments", next),
         }))
     }
 
@@ -1021,7 +1029,10 @@ impl FeedbackService for FeedbackApi {
                 .map(|c| c as i32)
         };
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_tickets", &request.page_token),
+        );
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(
@@ -1046,7 +1057,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListTicketsResponse {
             tickets: views.iter().map(convert::ticket_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_tickets", next),
         }))
     }
 
@@ -1390,7 +1401,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_feature_requests", &request.page_token),
+        );
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1398,7 +1412,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFeatureRequestsResponse {
             feature_requests: rows.iter().map(convert::feature_request_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_feature_requests", next),
         }))
     }
 
@@ -1409,7 +1423,10 @@ impl FeedbackService for FeedbackApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("feedback.list_follow_up_tasks", &request.page_token),
+        );
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1422,7 +1439,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFollowUpTasksResponse {
             tasks: rows.iter().map(convert::follow_up_to_proto).collect(),
-            next_page_token: next_token(next),
+            next_page_token: self.tokens.next("feedback.list_follow_up_tasks", next),
         }))
     }
 

@@ -1,13 +1,11 @@
 //! Comments with their themes, churn records, feature requests with votes,
 //! and the journey stages heard on the bus.
 
+use cairn_runtime::storage::BeginWrite;
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{churn, comment, comment_theme, feature_request, feature_vote, journey_stage};
@@ -78,7 +76,7 @@ impl FeedbackStore {
         {
             return Ok(stored);
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         match insert_comment(&transaction, &new).await {
             Ok(()) => {
                 transaction.commit().await?;
@@ -209,7 +207,7 @@ impl FeedbackStore {
         signature: Signature,
         voter: String,
     ) -> Result<(feature_request::Model, bool)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         // Serialise feature requests so that two alike ones arriving at once
         // become one request (PostgreSQL: a transaction-scoped advisory lock).
         if transaction.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
@@ -313,7 +311,7 @@ impl FeedbackStore {
 
     /// Remembers the stage a customer entered, once per event.
     pub async fn record_stage(&self, event_id: &str, profile_id: &str, stage: &str) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -348,7 +346,7 @@ impl FeedbackStore {
     /// Marks `event_id` handled when it needs nothing else (an event for
     /// which nothing is to be done still counts once).
     pub async fn handled(&self, event_id: &str) -> Result<bool> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let first = self.inbox.first_delivery(&transaction, event_id).await?;
         transaction.commit().await?;
         Ok(first)

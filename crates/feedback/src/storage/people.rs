@@ -1,7 +1,8 @@
 //! A person's feedback: the export, and erasure on `profile.erased`.
 
 use cairn_runtime::Result;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use cairn_runtime::storage::BeginWrite;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::entity::{
     churn, comment, comment_theme, feature_vote, follow_up, invitation, journey_stage, response,
@@ -56,7 +57,7 @@ impl FeedbackStore {
     /// what was learned after a merge.
     pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<u64> {
         use sea_orm::sea_query::{Expr, ExprTrait, Query};
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(0);
         }
@@ -86,7 +87,7 @@ impl FeedbackStore {
     /// Feature requests keep their vote counts (an aggregate) without the
     /// votes that name the person. Returns the rows deleted.
     pub async fn erase(&self, event_id: &str, profile_ids: &[String]) -> Result<u64> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(0);
         }

@@ -1,6 +1,7 @@
 //! Surveys, invitations under the once-per-period rule, and responses with
 //! what they set off (follow-up tasks, comments, exit-survey churn).
 
+use cairn_runtime::storage::BeginWrite;
 use std::future::Future;
 
 use cairn_contract::events::v1::ChangeEvent;
@@ -9,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -289,7 +290,7 @@ impl FeedbackStore {
     {
         let now = Utc::now();
         let threshold = now - Duration::seconds(Ord::max(survey.minimum_period_seconds, 0));
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         // Always the survey's row first, then the global one: one lock order,
         // so concurrent invitations cannot deadlock.
         let survey_scope = survey.id.to_string();
@@ -373,7 +374,7 @@ impl FeedbackStore {
                 "response.invitation_id: invitation {invitation_id} was answered already"
             )));
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = new.row.clone();
         let insert = response::Entity::insert(response::ActiveModel::from(row.clone()))
             .exec_without_returning(&transaction)

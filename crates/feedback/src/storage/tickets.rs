@@ -4,11 +4,12 @@
 use cairn_contract::events::v1::TicketChanged;
 use cairn_contract::events::v1::change_event::Payload;
 use cairn_runtime::outbox;
+use cairn_runtime::storage::BeginWrite;
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -192,7 +193,7 @@ impl FeedbackStore {
         {
             return self.ticket_view(row).await;
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = new.row.clone();
         match ticket::Entity::insert(ticket::ActiveModel::from(row.clone()))
             .exec_without_returning(&transaction)
@@ -328,7 +329,7 @@ impl FeedbackStore {
         changes: TicketChanges,
         reason: &str,
     ) -> Result<TicketView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let mut row = find_ticket(&transaction, reference, true).await?;
         let previous = status_of(&row)?;
         let now = Utc::now();
@@ -396,7 +397,7 @@ impl FeedbackStore {
         reference: &str,
         contact: ticket_contact::Model,
     ) -> Result<TicketView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let mut row = find_ticket(&transaction, reference, true).await?;
         let status = status_of(&row)?;
         if status.is_final() {
@@ -487,7 +488,7 @@ impl FeedbackStore {
             acknowledged = TicketStatus::Acknowledged as i32,
             conditions = conditions.join(" AND "),
         );
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let claimed = transaction
             .query_one_raw(Statement::from_sql_and_values(backend, sql, params.values))
             .await?;
@@ -521,7 +522,7 @@ impl FeedbackStore {
 
     /// Puts a ticket claimed by `agent` back in the queue.
     pub async fn release(&self, reference: &str, agent: &str) -> Result<TicketView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let mut row = find_ticket(&transaction, reference, true).await?;
         if row.assignee.is_empty() || row.assignee != agent {
             return Err(Error::FailedPrecondition(format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_contract::journey::v1 as pb;
 use cairn_runtime::common::{CustomerReference, timestamp_to_proto};
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::page_size;
 use cairn_runtime::{Error, Result, Violations};
 
 use super::JourneyApi;
@@ -256,7 +256,9 @@ impl JourneyApi {
         request: pb::ListJourneyDefinitionsRequest,
     ) -> Result<pb::ListJourneyDefinitionsResponse> {
         let limit = page_size(request.page_size)? as usize;
-        let after = decode_token(&request.page_token)?;
+        let after = self
+            .tokens
+            .decode("journey.list_definitions", &request.page_token)?;
         let journeys = self.store.journeys();
         let heads: Vec<Arc<JourneyDefinition>> = journeys
             .heads(journeys.database(), request.include_archived)
@@ -269,7 +271,8 @@ impl JourneyApi {
             })
             .collect();
         let next_page_token = if heads.len() > limit {
-            encode_token(&heads[limit - 1].id)
+            self.tokens
+                .encode("journey.list_definitions", &heads[limit - 1].id)
         } else {
             String::new()
         };
@@ -424,7 +427,10 @@ impl JourneyApi {
             .check(super::time_range(request.time_range))
             .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("journey.list_abandonments", &request.page_token),
+        );
         violations.finish()?;
         let (Some(limit), Some(after)) = (limit, after) else {
             return Err(Error::internal("checked fields missing"));
@@ -456,7 +462,9 @@ impl JourneyApi {
                     reengagement_status: row.status,
                 })
                 .collect(),
-            next_page_token: next.map(|id| encode_token(&id)).unwrap_or_default(),
+            next_page_token: next
+                .map(|id| self.tokens.encode("journey.list_abandonments", &id))
+                .unwrap_or_default(),
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::profiles::ProfileDirectory;
 use crate::storage::{TimelineFilter, TouchpointStore};
 use cairn_runtime::Violations;
 use cairn_runtime::common::{CustomerReference, channel, timestamp_from_proto};
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::{PageTokens, page_size};
 
 /// The protobuf name of the service.
 pub const SERVICE_NAME: &str = "cairn.journey.v1.JourneyService";
@@ -39,6 +39,7 @@ pub struct JourneyApi {
     bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
     shutdown: tokio_util::sync::CancellationToken,
     context_deadline: std::time::Duration,
+    tokens: PageTokens,
 }
 
 /// The other services the handlers call.
@@ -54,7 +55,8 @@ pub struct Peers {
 impl JourneyApi {
     /// Handlers over `store`, resolving customers through `profiles`;
     /// watches follow `bus` until `shutdown`.
-    /// The customer context gathers within `context_deadline`.
+    /// The customer context gathers within `context_deadline`; `tokens`
+    /// sign page tokens.
     pub fn new(
         store: TouchpointStore,
         sessions: crate::storage::sessions::SessionStore,
@@ -62,6 +64,7 @@ impl JourneyApi {
         bus: std::sync::Arc<dyn cairn_runtime::bus::EventBus>,
         shutdown: tokio_util::sync::CancellationToken,
         context_deadline: std::time::Duration,
+        tokens: PageTokens,
     ) -> Self {
         Self {
             store,
@@ -72,6 +75,7 @@ impl JourneyApi {
             bus,
             shutdown,
             context_deadline,
+            tokens,
         }
     }
 }
@@ -423,7 +427,10 @@ impl JourneyService for JourneyApi {
             .check(time_range(request.time_range))
             .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("journey.list_timeline", &request.page_token),
+        );
         violations.finish()?;
         let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
@@ -447,7 +454,7 @@ impl JourneyService for JourneyApi {
                 .map(convert::touchpoint_to_proto)
                 .collect(),
             next_page_token: next
-                .map(|position| encode_token(&position))
+                .map(|position| self.tokens.encode("journey.list_timeline", &position))
                 .unwrap_or_default(),
         }))
     }

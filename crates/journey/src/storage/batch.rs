@@ -5,13 +5,14 @@
 //! touchpoint (issue 8: a one-row transaction costs PostgreSQL about as much
 //! as a multi-row insert of twenty rows).
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_runtime::Result;
+use sea_orm::DatabaseTransaction;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use super::journeys::Step;
 use super::{TouchpointStore, recorded_event, to_domain, touchpoint, touchpoint_row};
@@ -65,7 +66,7 @@ impl TouchpointStore {
             .zip(&first)
             .filter_map(|(touchpoint, &first)| first.then_some(touchpoint))
             .collect();
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.insert_all(&transaction, &fresh).await? {
             // Another call stored one of these ids after the caller looked:
             // the one-at-a-time path sorts out which, touchpoint by touchpoint.

@@ -6,6 +6,7 @@
 //! serialised by a transaction-scoped advisory lock on PostgreSQL (SQLite has
 //! one writer anyway).
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -19,7 +20,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{ExprTrait, OnConflict};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait,
+    QuerySelect, Set, Statement,
 };
 
 use crate::domain::Touchpoint;
@@ -754,7 +755,7 @@ impl JourneyStore {
 
     /// Starts a transaction on the store's database.
     pub async fn begin(&self) -> Result<DatabaseTransaction> {
-        Ok(self.db.begin().await?)
+        Ok(self.db.begin_write().await?)
     }
 }
 

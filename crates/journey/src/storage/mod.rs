@@ -11,10 +11,11 @@ use cairn_contract::events::v1::change_event::Payload;
 use cairn_runtime::common::timestamp_to_proto;
 use cairn_runtime::inbox::Inbox;
 use cairn_runtime::outbox::{self, Outbox};
+use cairn_runtime::storage::BeginWrite;
 use cairn_runtime::{Error, Result};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set};
 
 use crate::domain::progress::{RuleVariables, Transition};
 use crate::domain::{Properties, Touchpoint, TouchpointKind};
@@ -119,7 +120,7 @@ impl TouchpointStore {
         heads: &[std::sync::Arc<crate::domain::definition::JourneyDefinition>],
         profile: serde_json::Value,
     ) -> Result<(Touchpoint, bool)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let insert = touchpoint::Entity::insert(touchpoint_row(&touchpoint)?)
             .on_conflict(
                 OnConflict::column(touchpoint::Column::Id)
@@ -237,7 +238,7 @@ impl TouchpointStore {
 
     /// Moves the touchpoints of `merged` to `survivor`'s timeline, once per event.
     pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -263,7 +264,7 @@ impl TouchpointStore {
         survivor: &str,
         restored: &str,
     ) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -282,7 +283,7 @@ impl TouchpointStore {
 
     /// Deletes everything held about `profile_ids`, once per erasure event.
     pub async fn erase(&self, event_id: &str, profile_ids: &[String]) -> Result<u64> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(0);
         }

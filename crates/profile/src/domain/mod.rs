@@ -10,7 +10,7 @@ pub use attributes::{AttributeDefinition, ValueType, check_types};
 pub use consent::{
     ConsentAnswer, ContactDecision, ContactReason, Preferences, Purpose, may_contact,
 };
-pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_BYTES};
+pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_BYTES, PhoneRules};
 pub use merge::MergeRule;
 pub use profile::{
     Attributes, MAX_ATTRIBUTES, NewProfile, Profile, ProfileIdentifier, ProfileState,

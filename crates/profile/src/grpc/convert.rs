@@ -7,7 +7,7 @@ use cairn_runtime::{Error, Result, Violations};
 use std::collections::HashMap;
 
 use crate::domain::{
-    Attributes, Identifier, IdentifierKind, MAX_ATTRIBUTES, Profile, ProfileState,
+    Attributes, Identifier, IdentifierKind, MAX_ATTRIBUTES, PhoneRules, Profile, ProfileState,
 };
 use crate::domain::{ConsentAnswer, ContactReason, Preferences, Purpose};
 use crate::storage::{Erasure, MergeRecord, parse_time_zone};
@@ -21,7 +21,7 @@ const MAX_REQUEST_ID_BYTES: usize = 128;
 pub fn identifier(
     field: &str,
     identifier: Option<common::Identifier>,
-    phone_region: Option<&str>,
+    phone: &PhoneRules,
 ) -> Result<Identifier> {
     let identifier = identifier.ok_or_else(|| Error::invalid(field, "required"))?;
     let kind = match identifier_kind(&format!("{field}.type"), identifier.r#type)? {
@@ -37,12 +37,7 @@ pub fn identifier(
             "only for IDENTIFIER_TYPE_CUSTOM",
         ));
     }
-    Identifier::parse(
-        &format!("{field}.value"),
-        kind,
-        &identifier.value,
-        phone_region,
-    )
+    Identifier::parse(&format!("{field}.value"), kind, &identifier.value, phone)
 }
 
 /// The kind of a wire identifier type named `field`; `None` for

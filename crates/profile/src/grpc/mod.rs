@@ -7,12 +7,12 @@ use cairn_contract::profile::v1 as pb;
 use cairn_contract::profile::v1::profile_service_server::ProfileService;
 use cairn_runtime::auth::{Principal, ScopeTable, require_scope};
 use cairn_runtime::common::CustomerReference;
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::{PageTokens, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{Attributes, MergeRule, NewProfile, Profile, Purpose};
+use crate::domain::{Attributes, MergeRule, NewProfile, PhoneRules, Profile, Purpose};
 use crate::storage::ProfileStore;
 
 /// The protobuf name of the service.
@@ -26,13 +26,18 @@ pub fn scopes() -> ScopeTable {
 /// The gRPC handlers.
 pub struct ProfileApi {
     store: ProfileStore,
-    phone_region: Option<String>,
+    phone: PhoneRules,
     merge_rule: MergeRule,
+    tokens: PageTokens,
     peers: Option<crate::peers::PersonalDataPeers>,
 }
 
-/// Most identifiers one identify call may link.
+/// Most identifiers one identify or create call may carry (the contract
+/// says so in both requests' comments).
 const MAX_IDENTIFY: usize = 20;
+/// Most facts one ReportFacts call may carry, as many as a profile's
+/// attributes (the contract says so in the request's comment).
+const MAX_FACTS: usize = crate::domain::MAX_ATTRIBUTES;
 /// Longest merge reason.
 const MAX_REASON_BYTES: usize = 256;
 /// Most purposes one GetDecisionContext answers about: a catalogue uses a
@@ -40,13 +45,19 @@ const MAX_REASON_BYTES: usize = 256;
 const MAX_DECISION_PURPOSES: usize = 64;
 
 impl ProfileApi {
-    /// Handlers over `store`; `phone_region` is the default region of phone
-    /// numbers, `merge_rule` the automatic-merge policy.
-    pub fn new(store: ProfileStore, phone_region: Option<String>, merge_rule: MergeRule) -> Self {
+    /// Handlers over `store`; `phone` says how phone numbers are read,
+    /// `merge_rule` is the automatic-merge policy, `tokens` sign page tokens.
+    pub fn new(
+        store: ProfileStore,
+        phone: PhoneRules,
+        merge_rule: MergeRule,
+        tokens: PageTokens,
+    ) -> Self {
         Self {
             store,
-            phone_region,
+            phone,
             merge_rule,
+            tokens,
             peers: None,
         }
     }
@@ -76,11 +87,8 @@ impl ProfileApi {
         match customer {
             CustomerReference::ProfileId(id) => self.store.get(id).await,
             CustomerReference::Identifier(wire) => {
-                let identifier = convert::identifier(
-                    &format!("{field}.identifier"),
-                    Some(wire),
-                    self.phone_region.as_deref(),
-                )?;
+                let identifier =
+                    convert::identifier(&format!("{field}.identifier"), Some(wire), &self.phone)?;
                 self.store
                     .find_by_identifier(&identifier)
                     .await?
@@ -98,8 +106,14 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::CreateProfileResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        if request.identifiers.is_empty() {
-            violations.add("identifiers", "at least one identifier is required");
+        if request.identifiers.is_empty() || request.identifiers.len() > MAX_IDENTIFY {
+            violations.add(
+                "identifiers",
+                format!(
+                    "between 1 and {MAX_IDENTIFY} identifiers; got {}",
+                    request.identifiers.len()
+                ),
+            );
         }
         let identifiers: Vec<_> = request
             .identifiers
@@ -109,7 +123,7 @@ impl ProfileService for ProfileApi {
                 violations.check(convert::identifier(
                     &format!("identifiers[{index}]"),
                     Some(wire),
-                    self.phone_region.as_deref(),
+                    &self.phone,
                 ))
             })
             .collect();
@@ -154,7 +168,10 @@ impl ProfileService for ProfileApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("profile.list_profiles", &request.page_token),
+        );
         let state = violations.check(convert::state_filter(request.state));
         let segment_id = if request.segment_id.is_empty() {
             Some(None)
@@ -200,7 +217,7 @@ impl ProfileService for ProfileApi {
                 .collect(),
             next_page_token: page
                 .next
-                .map(|position| encode_token(&position))
+                .map(|position| self.tokens.encode("profile.list_profiles", &position))
                 .unwrap_or_default(),
             ..Default::default()
         }))
@@ -215,11 +232,7 @@ impl ProfileService for ProfileApi {
         }
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
-        let identifier = convert::identifier(
-            "identifier",
-            request.identifier,
-            self.phone_region.as_deref(),
-        )?;
+        let identifier = convert::identifier("identifier", request.identifier, &self.phone)?;
         let (profile, created) = self
             .store
             .resolve(&identifier, request.create_if_missing)
@@ -254,7 +267,7 @@ impl ProfileService for ProfileApi {
                 violations.check(convert::identifier(
                     &format!("identifiers[{index}]"),
                     Some(wire),
-                    self.phone_region.as_deref(),
+                    &self.phone,
                 ))
             })
             .collect();
@@ -351,11 +364,8 @@ impl ProfileService for ProfileApi {
         &self,
         request: Request<pb::LiftSuppressionRequest>,
     ) -> Result<Response<pb::LiftSuppressionResponse>, Status> {
-        let identifier = convert::identifier(
-            "identifier",
-            request.into_inner().identifier,
-            self.phone_region.as_deref(),
-        )?;
+        let identifier =
+            convert::identifier("identifier", request.into_inner().identifier, &self.phone)?;
         self.store.lift_suppression(&identifier).await?;
         Ok(Response::new(pb::LiftSuppressionResponse {}))
     }
@@ -511,11 +521,7 @@ impl ProfileService for ProfileApi {
         request: Request<pb::UpdateIdentifierRequest>,
     ) -> Result<Response<pb::UpdateIdentifierResponse>, Status> {
         let request = request.into_inner();
-        let identifier = convert::identifier(
-            "identifier",
-            request.identifier,
-            self.phone_region.as_deref(),
-        )?;
+        let identifier = convert::identifier("identifier", request.identifier, &self.phone)?;
         let profile = self.store.set_shared(&identifier, request.shared).await?;
         Ok(Response::new(pb::UpdateIdentifierResponse {
             profile: Some(convert::profile_to_proto(&profile)),
@@ -527,11 +533,7 @@ impl ProfileService for ProfileApi {
         request: Request<pb::ReleaseIdentifierRequest>,
     ) -> Result<Response<pb::ReleaseIdentifierResponse>, Status> {
         let request = request.into_inner();
-        let identifier = convert::identifier(
-            "identifier",
-            request.identifier,
-            self.phone_region.as_deref(),
-        )?;
+        let identifier = convert::identifier("identifier", request.identifier, &self.phone)?;
         let at = match &request.release_time {
             Some(time) => cairn_runtime::common::timestamp_from_proto("release_time", time)?,
             None => chrono::Utc::now(),
@@ -670,7 +672,7 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<ImportStream>, Status> {
         let mut records = request.into_inner();
         let store = self.store.clone();
-        let phone_region = self.phone_region.clone();
+        let phone = self.phone.clone();
         let rule = self.merge_rule.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -684,7 +686,7 @@ impl ProfileService for ProfileApi {
                     }
                 };
                 let record_id = record.record_id.clone();
-                let outcome = import_one(&store, phone_region.as_deref(), &rule, record).await;
+                let outcome = import_one(&store, &phone, &rule, record).await;
                 let result = record_result(record_id, outcome);
                 if sender
                     .send(Ok(pb::ImportProfilesResponse {
@@ -794,11 +796,15 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size)?;
-        let after = decode_token(&request.page_token)?;
+        let after = self
+            .tokens
+            .decode("profile.list_segments", &request.page_token)?;
         let (segments, next) = self.store.segments(limit, after).await?;
         Ok(Response::new(pb::ListSegmentsResponse {
             segments: segments.iter().map(convert::segment_to_proto).collect(),
-            next_page_token: next.map(|p| encode_token(&p)).unwrap_or_default(),
+            next_page_token: next
+                .map(|p| self.tokens.encode("profile.list_segments", &p))
+                .unwrap_or_default(),
         }))
     }
 
@@ -896,7 +902,10 @@ impl ProfileService for ProfileApi {
         let mut violations = Violations::new();
         let id = violations.check(convert::segment_id("segment_id", &request.segment_id));
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("profile.list_segment_members", &request.page_token),
+        );
         violations.finish()?;
         let (Some(id), Some(limit), Some(after)) = (id, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
@@ -904,7 +913,9 @@ impl ProfileService for ProfileApi {
         let (profile_ids, next) = self.store.segment_members(&id, limit, after).await?;
         Ok(Response::new(pb::ListSegmentMembersResponse {
             profile_ids,
-            next_page_token: next.map(|p| encode_token(&p)).unwrap_or_default(),
+            next_page_token: next
+                .map(|p| self.tokens.encode("profile.list_segment_members", &p))
+                .unwrap_or_default(),
         }))
     }
 
@@ -931,6 +942,15 @@ impl ProfileService for ProfileApi {
         let customer =
             violations.check(CustomerReference::from_proto("customer", request.customer));
         let mut facts = Attributes::new();
+        if request.facts.len() > MAX_FACTS {
+            violations.add(
+                "facts",
+                format!(
+                    "at most {MAX_FACTS} facts in one call; got {}",
+                    request.facts.len()
+                ),
+            );
+        }
         for (name, value) in request.facts {
             let field = format!("facts[{name}]");
             let valid = !name.is_empty()
@@ -998,12 +1018,47 @@ impl ProfileService for ProfileApi {
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let caller = Principal::of(&request)?;
-        let customer = CustomerReference::from_proto("customer", request.into_inner().customer)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let customer =
+            violations.check(CustomerReference::from_proto("customer", request.customer));
+        let limit = violations.check(page_size(request.page_size));
+        let after = violations.check(
+            self.tokens
+                .decode("profile.list_groups", &request.page_token),
+        );
+        violations.finish()?;
+        let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
+            return Err(Error::internal("checked fields missing").into());
+        };
         let profile = self.find(&caller, "customer", customer).await?;
-        let groups = self.store.groups_of(profile.id).await?;
+        // A customer belongs to a handful of groups: they are read whole and
+        // paged here, in the order of their ids.
+        let mut groups = self.store.groups_of(profile.id).await?;
+        groups.sort_by_key(|group| group.id);
+        let mut page: Vec<_> = groups
+            .iter()
+            .filter(|group| {
+                after
+                    .as_deref()
+                    .is_none_or(|after| group.id.to_string().as_str() > after)
+            })
+            .take(limit as usize + 1)
+            .collect();
+        let next_page_token = if page.len() > limit as usize {
+            page.truncate(limit as usize);
+            page.last()
+                .map(|group| {
+                    self.tokens
+                        .encode("profile.list_groups", &group.id.to_string())
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(pb::ListGroupsResponse {
-            groups: groups.iter().map(convert::group_to_proto).collect(),
-            next_page_token: String::new(),
+            groups: page.into_iter().map(convert::group_to_proto).collect(),
+            next_page_token,
         }))
     }
 
@@ -1139,7 +1194,7 @@ type ImportStream = std::pin::Pin<
 /// Checks and applies one import record.
 async fn import_one(
     store: &ProfileStore,
-    phone_region: Option<&str>,
+    phone: &PhoneRules,
     rule: &MergeRule,
     record: pb::ImportProfilesRequest,
 ) -> Result<Profile> {
@@ -1150,8 +1205,11 @@ async fn import_one(
             "required, at most 128 bytes: the record's id in the source system",
         );
     }
-    if record.identifiers.is_empty() {
-        violations.add("identifiers", "at least one identifier is required");
+    if record.identifiers.is_empty() || record.identifiers.len() > MAX_IDENTIFY {
+        violations.add(
+            "identifiers",
+            format!("between 1 and {MAX_IDENTIFY} identifiers"),
+        );
     }
     let identifiers: Vec<_> = record
         .identifiers
@@ -1161,7 +1219,7 @@ async fn import_one(
             violations.check(convert::identifier(
                 &format!("identifiers[{index}]"),
                 Some(wire),
-                phone_region,
+                phone,
             ))
         })
         .collect();

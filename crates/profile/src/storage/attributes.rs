@@ -1,10 +1,11 @@
 //! Attribute updates and registered attribute definitions.
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::BTreeMap;
 
 use cairn_runtime::{Error, Result};
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set};
 use uuid::Uuid;
 
 use super::entity::{attribute_definition, profile};
@@ -65,7 +66,7 @@ impl ProfileStore {
         replace_all: bool,
     ) -> Result<Profile> {
         check_types(field, set, &self.attribute_definitions().await?)?;
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = live_row(&transaction, id).await?;
         let mut attributes: Attributes = if replace_all {
             Attributes::new()

@@ -1,5 +1,6 @@
 //! Consent answers and preferences in the database.
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::BTreeMap;
 
 use cairn_contract::events::v1::ConsentChanged;
@@ -10,7 +11,6 @@ use chrono::{DateTime, NaiveTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ impl ProfileStore {
     /// Records a consent answer of profile `id` (following merges) with its
     /// `profile.consent_changed` event; returns the profile id it landed on.
     pub async fn record_consent(&self, id: Uuid, answer: &ConsentAnswer) -> Result<Uuid> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let live = live_row(&transaction, id).await?;
         insert(&transaction, &live.id, answer, None).await?;
         let event = outbox::event(

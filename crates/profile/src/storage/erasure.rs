@@ -7,13 +7,12 @@
 use cairn_contract::events::v1::ProfileErased;
 use cairn_contract::events::v1::change_event::Payload;
 use cairn_runtime::outbox;
+use cairn_runtime::storage::BeginWrite;
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -109,7 +108,7 @@ impl ProfileStore {
     /// Erases the person of profile `id` (following merges to the survivor).
     pub async fn erase(&self, id: Uuid) -> Result<Erasure> {
         let received_at = Utc::now();
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let live = live_row(&transaction, id).await?;
         // The survivor and, level by level, every profile merged into it.
         let mut all = vec![live.id.clone()];

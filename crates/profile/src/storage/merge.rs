@@ -5,6 +5,7 @@
 //! concurrent merges of the same pair cannot deadlock, and a call that lost
 //! a race retries from the start and finds the merge already made.
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::{BTreeMap, HashMap};
 
 use cairn_contract::events::v1::change_event::Payload;
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -85,7 +86,7 @@ impl ProfileStore {
                 "a profile cannot be merged with itself",
             ));
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let (survivor, merged) = lock_pair(&transaction, survivor, merged).await?;
         let record = self
             .merge_locked(&transaction, &survivor, &merged, reason)
@@ -122,7 +123,7 @@ impl ProfileStore {
         identifiers: &[Identifier],
         rule: &MergeRule,
     ) -> Result<IdentifyOutcome> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         // Who owns each identifier now.
         let mut owners: Vec<(usize, Uuid, bool)> = Vec::new();
         for (index, wanted) in identifiers.iter().enumerate() {
@@ -390,7 +391,7 @@ impl ProfileStore {
     /// what was learned after the merge stays with the survivor (the stated
     /// rule: nobody can tell whose it was). Returns (survivor, restored).
     pub async fn unmerge(&self, merge_id: Uuid) -> Result<(Profile, Profile)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let record = merge_row::Entity::find_by_id(merge_id.to_string())
             .one(&transaction)
             .await?

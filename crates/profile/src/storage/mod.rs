@@ -24,12 +24,13 @@ pub use segments::{SEGMENT_VARIABLES, SegmentRecord};
 use cairn_contract::events::v1::ProfileCreated;
 use cairn_contract::events::v1::change_event::Payload;
 use cairn_runtime::outbox::{self, Outbox};
+use cairn_runtime::storage::BeginWrite;
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use uuid::Uuid;
 
@@ -100,7 +101,7 @@ impl ProfileStore {
             &new.attributes,
             &self.attribute_definitions().await?,
         )?;
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let now = Utc::now();
         let id = Uuid::now_v7();
         let state = if new.anonymous {

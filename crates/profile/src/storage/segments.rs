@@ -3,6 +3,7 @@
 //! facts whenever one of them changes, publishing `profile.segment_entered`
 //! and `profile.segment_left`.
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::BTreeMap;
 
 use cairn_contract::events::v1::SegmentMembershipChanged;
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -139,7 +140,7 @@ impl ProfileStore {
 
     /// Deletes segment `id` and its memberships.
     pub async fn delete_segment(&self, id: &str) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let deleted = segment::Entity::delete_by_id(id.to_string())
             .exec(&transaction)
             .await?;
@@ -167,7 +168,7 @@ impl ProfileStore {
                 "segment {id} is dynamic: its rule decides its members"
             )));
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         for profile in add {
             let live = live_row(&transaction, *profile).await?;
             set_membership(&transaction, &self.outbox, id, &live.id, true).await?;
@@ -259,7 +260,7 @@ impl ProfileStore {
         }
         let live = live_row(&self.db, id).await?;
         let variables = self.variables_of(&live).await?;
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         for (segment_id, rule) in &dynamic {
             let member = rule.evaluate(&variables).unwrap_or(false);
             set_membership(&transaction, &self.outbox, segment_id, &live.id, member).await?;
@@ -292,7 +293,7 @@ impl ProfileStore {
             .order_by_asc(profile::Column::Id)
             .paginate(&self.db, 500);
         while let Some(rows) = pages.fetch_and_next().await? {
-            let transaction = self.db.begin().await?;
+            let transaction = self.db.begin_write().await?;
             for row in rows {
                 let variables = self.variables_of(&row).await?;
                 let member = rule.evaluate(&variables).unwrap_or(false);

@@ -9,7 +9,7 @@ use cairn_contract::recommendation::v1 as pb;
 use cairn_contract::recommendation::v1::recommendation_service_server::RecommendationService;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, timestamp_from_proto};
-use cairn_runtime::pagination::{decode_token, encode_token, page_size};
+use cairn_runtime::pagination::{PageTokens, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use chrono::Utc;
 use prost::Message;
@@ -33,12 +33,13 @@ pub fn scopes() -> ScopeTable {
 /// The gRPC handlers.
 pub struct RecommendationApi {
     engine: Arc<Engine>,
+    tokens: PageTokens,
 }
 
 impl RecommendationApi {
-    /// Handlers over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// Handlers over `engine`; `tokens` sign page tokens.
+    pub fn new(engine: Arc<Engine>, tokens: PageTokens) -> Self {
+        Self { engine, tokens }
     }
 
     /// The profile id of `customer`, if `caller` may touch their data: with
@@ -353,7 +354,10 @@ impl RecommendationService for RecommendationApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("recommendation.list_actions", &request.page_token),
+        );
         let kind = violations.check(action_filter_kind(request.kind));
         let channel = if request.channel == 0 {
             Some(None)
@@ -384,7 +388,9 @@ impl RecommendationService for RecommendationApi {
             .await?;
         Ok(Response::new(pb::ListActionsResponse {
             actions: actions.iter().map(convert::action_to_proto).collect(),
-            next_page_token: next.map(|n| encode_token(&n)).unwrap_or_default(),
+            next_page_token: next
+                .map(|n| self.tokens.encode("recommendation.list_actions", &n))
+                .unwrap_or_default(),
         }))
     }
 
@@ -610,7 +616,10 @@ impl RecommendationService for RecommendationApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("recommendation.list_decisions", &request.page_token),
+        );
         let range = violations.check(convert::time_range("decide_time", request.decide_time));
         let channel = if request.channel == 0 {
             Some(None)
@@ -676,7 +685,9 @@ impl RecommendationService for RecommendationApi {
                 .iter()
                 .map(|decision| convert::decision_to_proto(decision, full))
                 .collect(),
-            next_page_token: next.map(|n| encode_token(&n)).unwrap_or_default(),
+            next_page_token: next
+                .map(|n| self.tokens.encode("recommendation.list_decisions", &n))
+                .unwrap_or_default(),
         }))
     }
 
@@ -988,7 +999,10 @@ impl RecommendationService for RecommendationApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(decode_token(&request.page_token));
+        let after = violations.check(
+            self.tokens
+                .decode("recommendation.list_policies", &request.page_token),
+        );
         let state = match pb::PolicyState::try_from(request.state) {
             Ok(pb::PolicyState::Unspecified) => Some(None),
             Ok(pb::PolicyState::Live) => Some(Some(PolicyState::Live)),
@@ -1021,7 +1035,12 @@ impl RecommendationService for RecommendationApi {
         };
         let page: Vec<&Policy> = policies.iter().skip(start).take(limit as usize).collect();
         let next = (start + page.len() < policies.len())
-            .then(|| page.last().map(|policy| encode_token(&policy.id)))
+            .then(|| {
+                page.last().map(|policy| {
+                    self.tokens
+                        .encode("recommendation.list_policies", &policy.id)
+                })
+            })
             .flatten()
             .unwrap_or_default();
         Ok(Response::new(pb::ListPoliciesResponse {

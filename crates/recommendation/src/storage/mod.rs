@@ -7,6 +7,7 @@ mod entity;
 pub mod migration;
 pub mod model;
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::{BTreeMap, HashMap};
 
 use cairn_contract::events::v1::DecisionOutcome;
@@ -18,10 +19,7 @@ use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
-use sea_orm::{
-    Condition, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{Condition, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use self::entity::*;
@@ -363,7 +361,7 @@ impl RecommendationStore {
         key: Option<&RequestKey>,
         encode: impl FnOnce(&Action) -> Vec<u8>,
     ) -> Result<Idempotent<Action>> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if let Some(key) = key
             && !self.claim(&transaction, key).await?
         {
@@ -490,7 +488,7 @@ impl RecommendationStore {
         allow_retired: bool,
         change: impl FnOnce(&mut Action) -> Result<bool>,
     ) -> Result<Action> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         // Concurrent changes of one action take turns on its row lock.
         let row = action::Entity::find_by_id(id.to_string())
             .lock(LockType::Update)
@@ -567,7 +565,7 @@ impl RecommendationStore {
         expected_version: Option<i64>,
         change: impl FnOnce(&mut ContactPolicy),
     ) -> Result<ContactPolicy> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = contact_policy::Entity::find_by_id(1)
             .lock(LockType::Update)
             .one(&transaction)
@@ -629,7 +627,7 @@ impl RecommendationStore {
         key: Option<&RequestKey>,
         encode: impl FnOnce(&Policy) -> Vec<u8>,
     ) -> Result<Idempotent<Policy>> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if let Some(key) = key
             && !self.claim(&transaction, key).await?
         {
@@ -690,7 +688,7 @@ impl RecommendationStore {
         id: &str,
         expected_live: Option<&str>,
     ) -> Result<(Policy, Option<Policy>)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         version::Entity::find_by_id(POLICIES.to_string())
             .lock(LockType::Update)
             .one(&transaction)
@@ -764,7 +762,7 @@ impl RecommendationStore {
 
     /// Retires a shadow policy; FAILED_PRECONDITION for the live one.
     pub async fn retire_policy(&self, id: &str) -> Result<Policy> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         version::Entity::find_by_id(POLICIES.to_string())
             .lock(LockType::Update)
             .one(&transaction)
@@ -815,7 +813,7 @@ impl RecommendationStore {
         key: Option<&RequestKey>,
         response: Vec<u8>,
     ) -> Result<Idempotent<()>> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if let Some(key) = key
             && !self.claim(&transaction, key).await?
         {
@@ -1075,7 +1073,7 @@ impl RecommendationStore {
         mut outcome: Outcome,
         check: impl FnOnce(&ChosenState) -> Result<()>,
     ) -> Result<(Outcome, bool, ChosenState)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let decision = decision::Entity::find_by_id(outcome.decision_id.to_string())
             .one(&transaction)
             .await?
@@ -1278,7 +1276,7 @@ impl RecommendationStore {
         ticket_id: &str,
         open: bool,
     ) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -1349,7 +1347,7 @@ impl RecommendationStore {
         journey_id: &str,
         stage: &str,
     ) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -1382,7 +1380,7 @@ impl RecommendationStore {
     /// Claims `event_id` for a handler that acts elsewhere (outcomes from
     /// events): true on its first delivery.
     pub async fn first_delivery(&self, event_id: &str) -> Result<bool> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let first = self.inbox.first_delivery(&transaction, event_id).await?;
         transaction.commit().await?;
         Ok(first)
@@ -1391,7 +1389,7 @@ impl RecommendationStore {
     /// Moves what is held about `merged` to `survivor` (decisions'
     /// customer, complaints, stages), once per event.
     pub async fn follow_merge(&self, event_id: &str, survivor: &str, merged: &str) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -1439,7 +1437,7 @@ impl RecommendationStore {
         survivor: &str,
         restored: &str,
     ) -> Result<()> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(());
         }
@@ -1471,7 +1469,7 @@ impl RecommendationStore {
     /// chosen actions and outcomes, complaints, stages and idempotency
     /// records, once per erasure event. Returns the decisions deleted.
     pub async fn erase(&self, event_id: &str, profile_ids: &[String]) -> Result<u64> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         if !self.inbox.first_delivery(&transaction, event_id).await? {
             return Ok(0);
         }
@@ -1521,7 +1519,7 @@ impl RecommendationStore {
     /// Deletes decisions decided before `before` and idempotency records
     /// created before `keys_before` (retention).
     pub async fn sweep(&self, before: DateTime<Utc>, keys_before: DateTime<Utc>) -> Result<u64> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let old = sea_orm::sea_query::Query::select()
             .column(decision::Column::DecisionId)
             .from(decision::Entity)

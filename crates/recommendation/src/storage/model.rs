@@ -10,13 +10,14 @@
 //! are serialised and each commits atomically, a replica never sees half
 //! a fold.
 
+use cairn_runtime::storage::BeginWrite;
 use std::collections::{BTreeMap, HashMap};
 
 use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{LockType, OnConflict};
-use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set};
 
 use super::entity::{learning_event, model, model_statistics};
 use crate::domain::bandit::{
@@ -89,7 +90,7 @@ impl ModelStore {
 
     /// The header and every statistics row changed after `since`.
     pub async fn changed_since(&self, since: i64) -> Result<(ModelHeader, Vec<StoredStatistics>)> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = model::Entity::find_by_id(1)
             .one(&transaction)
             .await?
@@ -111,7 +112,7 @@ impl ModelStore {
     /// Folds one batch of learning events into the statistics; returns how
     /// many were folded (0: nothing waited).
     pub async fn fold(&self) -> Result<usize> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.db.begin_write().await?;
         let row = model::Entity::find_by_id(1)
             .lock(LockType::Update)
             .one(&transaction)
