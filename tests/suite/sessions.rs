@@ -712,3 +712,87 @@ async fn an_etag_read_from_another_session_is_aborted() {
     assert_eq!(offerings(&kept), owned(&[("plan", 1)]), "the cart is kept");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_combining_at_once_and_the_merge_event_drop_and_double_nothing() {
+    let app = spawn_app().await;
+    let replica = journey_replica(&app).await;
+    let mut web = app.journey().await;
+    let mut phone_app = replica.journey().await;
+    let mut rounds = 0;
+    for customer in 0..4 {
+        let cookie = identifier(
+            IdentifierType::CookieId,
+            &format!("race-visitor-{customer}"),
+        );
+        let email = identifier(
+            IdentifierType::Email,
+            &format!("race-{customer}@example.com"),
+        );
+        let phone = identifier(
+            IdentifierType::PhoneNumber,
+            &format!("+4670423450{customer}"),
+        );
+        app.create_profile(vec![email.clone(), phone.clone()], &[])
+            .await;
+        let app_session = web_cart(
+            &mut phone_app,
+            &phone,
+            "browse",
+            &[("case", 1), ("phone-x", 1)],
+        )
+        .await;
+        web_cart(&mut web, &cookie, "checkout", &[("phone-x", 3), ("sim", 1)]).await;
+        log_in(&app, &cookie, &email).await;
+        // Both replicas read at once, by either identifier, while the merge
+        // event is being handled.
+        let mut reads = Vec::new();
+        for attempt in 0..8 {
+            let (mut client, who) = if attempt % 2 == 0 {
+                (web.clone(), cookie.clone())
+            } else {
+                (phone_app.clone(), phone.clone())
+            };
+            reads.push(tokio::spawn(async move {
+                client
+                    .get_session(GetSessionRequest {
+                        customer: Some(by_identifier(who)),
+                    })
+                    .await
+                    .map(|answer| answer.into_inner().session.unwrap_or_default())
+            }));
+        }
+        for read in reads {
+            let session = read.await.unwrap().unwrap();
+            assert_eq!(session.session_id, app_session.session_id);
+            assert_eq!(
+                offerings(&session),
+                owned(&[("case", 1), ("phone-x", 3), ("sim", 1)]),
+                "customer {customer}"
+            );
+            rounds += 1;
+        }
+    }
+    assert_eq!(rounds, 32);
+    // Once the events are handled, the merged-away sessions are gone from
+    // Redis: nothing is left to be combined twice.
+    let client = redis::Client::open(cairn_tests::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("{}journey:session:*", app.redis_prefix);
+    eventually(Duration::from_secs(10), "one session per customer", || {
+        let mut redis = redis.clone();
+        let pattern = pattern.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (keys.len() == 4).then_some(())
+        }
+    })
+    .await;
+    let mut replica = replica;
+    replica.stop_services().await;
+    app.stop().await;
+}
