@@ -94,10 +94,9 @@ impl EventHandler for SessionFollower {
                     .await
             }
             Some(Payload::ProfileErased(erased)) => {
-                self.sessions.end(&event.profile_id).await?;
-                for profile_id in &erased.merged_profile_ids {
-                    self.sessions.end(profile_id).await?;
-                }
+                self.sessions
+                    .end(&event.profile_id, &erased.merged_profile_ids)
+                    .await?;
                 Ok(())
             }
             _ => Ok(()),

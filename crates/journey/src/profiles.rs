@@ -257,3 +257,52 @@ impl ProfileDirectory {
         })
     }
 }
+
+/// Most profiles followed when gathering those merged into one: a guard
+/// against a merge log that never ends, far above any real customer's.
+const MAX_MERGED_PROFILES: usize = 256;
+
+impl ProfileDirectory {
+    /// Every profile merged into `profile_id` and not unmerged, through
+    /// chains (a visitor merged into a profile later merged into this one):
+    /// where state kept by profile id may still wait for a merge event to
+    /// move it. Asked of the profile service's merge log (ListMerges) on
+    /// every call that needs it, so it holds the moment IdentifyProfile or
+    /// MergeProfiles has answered, whatever the bus's delay, and no replica
+    /// keeps any of it.
+    pub async fn merged_into(&self, profile_id: Uuid) -> Result<Vec<String>> {
+        let mut merged = Vec::new();
+        let mut pending = vec![profile_id.to_string()];
+        while let Some(survivor) = pending.pop() {
+            let merges = with_retry(|| {
+                let mut client = self.client.clone();
+                let request = profile::ListMergesRequest {
+                    profile_id: survivor.clone(),
+                };
+                async move { client.list_merges(request).await }
+            })
+            .await
+            .map_err(|status| refusal_about("customer", status))?
+            .into_inner()
+            .merges;
+            for merge in merges {
+                let standing = merge.undo_time.is_none() && merge.survivor_profile_id == survivor;
+                if standing
+                    && merge.merged_profile_id != profile_id.to_string()
+                    && !merged.contains(&merge.merged_profile_id)
+                {
+                    if merged.len() >= MAX_MERGED_PROFILES {
+                        tracing::warn!(
+                            limit = MAX_MERGED_PROFILES,
+                            "a profile has more merged profiles than are followed"
+                        );
+                        return Ok(merged);
+                    }
+                    merged.push(merge.merged_profile_id.clone());
+                    pending.push(merge.merged_profile_id);
+                }
+            }
+        }
+        Ok(merged)
+    }
+}

@@ -30,6 +30,18 @@ pub enum StateError {
     Failed(String),
 }
 
+/// One key of an atomic [`StateStore::swap_all`]: what the caller read from
+/// it and what it should hold after.
+#[derive(Debug, Clone, Copy)]
+pub struct Swap<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// What it must still hold (`None`: it must be absent).
+    pub expected: Option<&'a [u8]>,
+    /// What it holds after (`None`: it is removed).
+    pub value: Option<&'a [u8]>,
+}
+
 /// Short-lived key-value state with expiry and counters.
 #[async_trait::async_trait]
 pub trait StateStore: Send + Sync + 'static {
@@ -49,6 +61,20 @@ pub trait StateStore: Send + Sync + 'static {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StateError>;
+
+    /// The values of several keys at once, in their order (`None` where
+    /// absent or expired): one round trip, however many keys.
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError>;
+
+    /// Applies every swap in one atomic step, only if every key still holds
+    /// its `expected` value; true when applied, false (nothing changed) when
+    /// any key changed since it was read. What combining two customers'
+    /// sessions after a merge needs: the survivor's is written and the
+    /// merged one's removed together, so that two replicas doing it at
+    /// once, or a later retry, never drop or double anything. Keys written
+    /// expire after `ttl`. On Redis the keys must live on one node (a
+    /// standalone Redis or a primary with replicas, not a cluster).
+    async fn swap_all(&self, swaps: &[Swap<'_>], ttl: Duration) -> Result<bool, StateError>;
 
     /// Removes `key`; true when it existed.
     async fn delete(&self, key: &str) -> Result<bool, StateError>;

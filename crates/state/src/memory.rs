@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{StateError, StateStore};
+use crate::{StateError, StateStore, Swap};
 
 /// State held in this process only.
 #[derive(Default)]
@@ -66,6 +66,46 @@ impl StateStore for MemoryStore {
             return Ok(false);
         }
         entries.insert(key.to_string(), (value.to_vec(), now + ttl));
+        Ok(true)
+    }
+
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        let entries = self.entries();
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                entries
+                    .get(*key)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(value, _)| value.clone())
+            })
+            .collect())
+    }
+
+    async fn swap_all(&self, swaps: &[Swap<'_>], ttl: Duration) -> Result<bool, StateError> {
+        let mut entries = self.entries();
+        let now = Instant::now();
+        let unchanged = swaps.iter().all(|swap| {
+            let current = entries
+                .get(swap.key)
+                .filter(|(_, expires)| *expires > now)
+                .map(|(value, _)| value.as_slice());
+            current == swap.expected
+        });
+        if !unchanged {
+            return Ok(false);
+        }
+        for swap in swaps {
+            match swap.value {
+                Some(value) => {
+                    entries.insert(swap.key.to_string(), (value.to_vec(), now + ttl));
+                }
+                None => {
+                    entries.remove(swap.key);
+                }
+            }
+        }
         Ok(true)
     }
 
@@ -143,5 +183,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.delete_prefix("p:").await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_swap_of_several_keys_applies_only_when_none_changed() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(5);
+        store.set("kept", b"old", ttl).await.unwrap();
+        store.set("gone", b"merged", ttl).await.unwrap();
+        let stale = [
+            Swap {
+                key: "kept",
+                expected: Some(b"older"),
+                value: Some(b"new"),
+            },
+            Swap {
+                key: "gone",
+                expected: Some(b"merged"),
+                value: None,
+            },
+        ];
+        assert!(!store.swap_all(&stale, ttl).await.unwrap());
+        assert_eq!(
+            store.get_all(&["kept", "gone"]).await.unwrap(),
+            [Some(b"old".to_vec()), Some(b"merged".to_vec())],
+            "nothing changed"
+        );
+        let fresh = [
+            Swap {
+                key: "kept",
+                expected: Some(b"old"),
+                value: Some(b"new"),
+            },
+            Swap {
+                key: "gone",
+                expected: Some(b"merged"),
+                value: None,
+            },
+        ];
+        assert!(store.swap_all(&fresh, ttl).await.unwrap());
+        assert_eq!(
+            store.get_all(&["kept", "gone"]).await.unwrap(),
+            [Some(b"new".to_vec()), None]
+        );
+        assert!(!store.swap_all(&fresh, ttl).await.unwrap(), "applied once");
     }
 }

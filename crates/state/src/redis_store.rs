@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use crate::{StateError, StateStore};
+use crate::{StateError, StateStore, Swap};
 
 /// State in Redis, shared by every replica, under a key prefix.
 #[derive(Clone)]
@@ -98,6 +98,63 @@ impl StateStore for RedisStore {
             .arg(expected)
             .arg(value)
             .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)?;
+        Ok(swapped == 1)
+    }
+
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("MGET");
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        command.query_async(&mut connection).await.map_err(failed)
+    }
+
+    async fn swap_all(&self, swaps: &[Swap<'_>], ttl: Duration) -> Result<bool, StateError> {
+        if swaps.is_empty() {
+            return Ok(true);
+        }
+        // One script, so that nothing changes any key between the compares
+        // and the writes. Per key four arguments: whether a value is
+        // expected, the value, whether one is written, the value; then the
+        // expiry. GET answers false for an absent key.
+        let script = redis::Script::new(
+            r"local ttl = ARGV[#ARGV]
+              for i = 1, #KEYS do
+                local current = redis.call('GET', KEYS[i])
+                if ARGV[4 * i - 3] == '1' then
+                  if current ~= ARGV[4 * i - 2] then return 0 end
+                elseif current then
+                  return 0
+                end
+              end
+              for i = 1, #KEYS do
+                if ARGV[4 * i - 1] == '1' then
+                  redis.call('SET', KEYS[i], ARGV[4 * i], 'PX', ttl)
+                else
+                  redis.call('DEL', KEYS[i])
+                end
+              end
+              return 1",
+        );
+        let mut invocation = script.prepare_invoke();
+        for swap in swaps {
+            invocation
+                .key(self.key(swap.key))
+                .arg(if swap.expected.is_some() { "1" } else { "0" })
+                .arg(swap.expected.unwrap_or_default())
+                .arg(if swap.value.is_some() { "1" } else { "0" })
+                .arg(swap.value.unwrap_or_default());
+        }
+        invocation.arg(millis(ttl));
+        let mut connection = self.connection.clone();
+        let swapped: i64 = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(failed)?;

@@ -104,7 +104,12 @@ impl JourneyApi {
                 "journeys",
                 self.store.journeys().states(&customer_id)
             ),
-            within(deadline, "session", self.sessions.get(&customer_id)),
+            within(deadline, "session", async {
+                // Sessions kept under profiles merged into this one are
+                // combined into it first, as the session calls do.
+                let merged = self.profiles.merged_into(profile_id).await?;
+                self.sessions.get(&customer_id, &merged).await
+            }),
             within(
                 deadline,
                 "recent_touchpoints",

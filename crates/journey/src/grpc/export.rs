@@ -59,9 +59,10 @@ impl JourneyApi {
             }
             page_token = page.next_page_token;
         }
+        let merged = self.profiles.merged_into(profile_id).await?;
         let session = self
             .sessions
-            .get(&profile_id.to_string())
+            .get(&profile_id.to_string(), &merged)
             .await?
             .map(|session| session_to_proto(&session, self.sessions.idle()));
         Ok(pb::ExportCustomerJourneysResponse {

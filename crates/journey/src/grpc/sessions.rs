@@ -154,18 +154,32 @@ fn session_not_found() -> Error {
 }
 
 impl JourneyApi {
+    /// The profile id of the customer a session call concerns, and the
+    /// profiles merged into it whose sessions are combined into theirs on
+    /// the spot (the merge event may not have been handled yet).
+    async fn session_owner(
+        &self,
+        caller: &Principal,
+        customer: &CustomerReference,
+        create: bool,
+    ) -> Result<(String, Vec<String>)> {
+        let profile_id = self
+            .customer_of(caller, "customer", customer, create)
+            .await?;
+        let merged = self.profiles.merged_into(profile_id).await?;
+        Ok((profile_id.to_string(), merged))
+    }
+
     pub(super) async fn get_session_of(
         &self,
         caller: &Principal,
         request: pb::GetSessionRequest,
     ) -> Result<pb::GetSessionResponse> {
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let profile_id = self
-            .customer_of(caller, "customer", &customer, false)
-            .await?;
+        let (profile_id, merged) = self.session_owner(caller, &customer, false).await?;
         let session = self
             .sessions
-            .get(&profile_id.to_string())
+            .get(&profile_id, &merged)
             .await?
             .ok_or_else(session_not_found)?;
         Ok(pb::GetSessionResponse {
@@ -186,12 +200,10 @@ impl JourneyApi {
         let (Some(customer), Some(channel)) = (customer, channel) else {
             return Err(Error::internal("checked fields missing"));
         };
-        let profile_id = self
-            .customer_of(caller, "customer", &customer, true)
-            .await?;
+        let (profile_id, merged) = self.session_owner(caller, &customer, true).await?;
         let (session, started) = self
             .sessions
-            .resume(&profile_id.to_string(), channel as i32)
+            .resume(&profile_id, &merged, channel as i32)
             .await?;
         Ok(pb::ResumeSessionResponse {
             session: Some(session_to_proto(&session, self.sessions.idle())),
@@ -219,13 +231,12 @@ impl JourneyApi {
         let (Some(customer), Some(channel), Some(change)) = (customer, channel, change) else {
             return Err(Error::internal("checked fields missing"));
         };
-        let profile_id = self
-            .customer_of(caller, "customer", &customer, false)
-            .await?;
+        let (profile_id, merged) = self.session_owner(caller, &customer, false).await?;
         let session = self
             .sessions
             .update(
-                &profile_id.to_string(),
+                &profile_id,
+                &merged,
                 channel as i32,
                 change,
                 etag.as_deref(),
@@ -242,10 +253,8 @@ impl JourneyApi {
         request: pb::EndSessionRequest,
     ) -> Result<pb::EndSessionResponse> {
         let customer = CustomerReference::from_proto("customer", request.customer)?;
-        let profile_id = self
-            .customer_of(caller, "customer", &customer, false)
-            .await?;
-        if !self.sessions.end(&profile_id.to_string()).await? {
+        let (profile_id, merged) = self.session_owner(caller, &customer, false).await?;
+        if !self.sessions.end(&profile_id, &merged).await? {
             return Err(session_not_found());
         }
         Ok(pb::EndSessionResponse {})

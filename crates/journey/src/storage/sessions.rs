@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_runtime::{Error, Result};
-use cairn_state::StateStore;
+use cairn_state::{StateStore, Swap};
 use chrono::Utc;
 
 use crate::domain::session::{Session, SessionChange};
@@ -54,16 +54,100 @@ impl SessionStore {
             .await?)
     }
 
-    /// The active session of `profile_id`, if any.
-    pub async fn get(&self, profile_id: &str) -> Result<Option<Session>> {
-        Ok(self.read(profile_id).await?.map(|(session, _)| session))
+    /// The session of `profile_id` after the sessions still kept under the
+    /// profiles merged into it (`merged`, every standing merge, through
+    /// chains) were combined into it ([`Session::combined`]), with the
+    /// bytes stored, for the caller's own compare-and-set.
+    ///
+    /// The combination is written and the merged-away sessions removed in
+    /// one atomic step that applies only if none of them changed since they
+    /// were read ([`StateStore::swap_all`]); otherwise everything is read
+    /// again. So a call right after a merge sees the merged customer's
+    /// session whether or not the merge event was handled yet, and two
+    /// replicas combining at once, or the merge-event consumer later,
+    /// combine each session exactly once: the loser finds the merged-away
+    /// sessions gone.
+    async fn settled(
+        &self,
+        profile_id: &str,
+        merged: &[String],
+    ) -> Result<Option<(Session, Vec<u8>)>> {
+        if merged.is_empty() {
+            return self.read(profile_id).await;
+        }
+        let mut keys = vec![key(profile_id)];
+        keys.extend(merged.iter().map(|merged| key(merged)));
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        for _ in 0..ATTEMPTS {
+            let raws = self.state.get_all(&key_refs).await?;
+            if raws.iter().skip(1).all(Option::is_none) {
+                return match raws.into_iter().next().flatten() {
+                    Some(raw) => {
+                        let session = serde_json::from_slice(&raw).map_err(Error::internal)?;
+                        Ok(Some((session, raw)))
+                    }
+                    None => Ok(None),
+                };
+            }
+            let mut combined: Option<Session> = None;
+            for raw in raws.iter().flatten() {
+                let session: Session = serde_json::from_slice(raw).map_err(Error::internal)?;
+                combined = Some(match combined {
+                    None => Session {
+                        profile_id: profile_id.to_string(),
+                        ..session
+                    },
+                    Some(kept) => kept.combined(session),
+                });
+            }
+            let Some(combined) = combined else {
+                return Ok(None);
+            };
+            let written = serde_json::to_vec(&combined).map_err(Error::internal)?;
+            let swaps: Vec<Swap<'_>> = key_refs
+                .iter()
+                .zip(&raws)
+                .enumerate()
+                .map(|(index, (key, raw))| Swap {
+                    key,
+                    expected: raw.as_deref(),
+                    value: (index == 0).then_some(written.as_slice()),
+                })
+                .collect();
+            if self.state.swap_all(&swaps, self.idle).await? {
+                tracing::debug!(
+                    combined = raws.iter().flatten().count(),
+                    "combined the sessions of merged profiles"
+                );
+                return Ok(Some((combined, written)));
+            }
+        }
+        Err(Error::Aborted(
+            "the sessions of the merged profiles kept changing; retry".into(),
+        ))
     }
 
-    /// Continues the active session on `channel`, or starts one; true when started.
-    pub async fn resume(&self, profile_id: &str, channel: i32) -> Result<(Session, bool)> {
+    /// The active session of `profile_id`, with those of the profiles
+    /// `merged` into it combined into it.
+    pub async fn get(&self, profile_id: &str, merged: &[String]) -> Result<Option<Session>> {
+        Ok(self
+            .settled(profile_id, merged)
+            .await?
+            .map(|(session, _)| session))
+    }
+
+    /// Continues the active session on `channel` (combined first with those
+    /// of the profiles `merged` into the customer's), or starts one; true
+    /// when started.
+    pub async fn resume(
+        &self,
+        profile_id: &str,
+        merged: &[String],
+        channel: i32,
+    ) -> Result<(Session, bool)> {
         for _ in 0..ATTEMPTS {
             let now = Utc::now();
-            let (session, expected, started) = match self.read(profile_id).await? {
+            let (session, expected, started) = match self.settled(profile_id, merged).await? {
                 Some((session, raw)) => (session.touched(channel, now), Some(raw), false),
                 None => (
                     Session::start(profile_id.to_string(), channel, now),
@@ -80,17 +164,20 @@ impl SessionStore {
         ))
     }
 
-    /// Applies `change` made on `channel` to the active session. NOT_FOUND
-    /// when there is none; ABORTED when `etag` is given and stale.
+    /// Applies `change` made on `channel` to the active session (combined
+    /// first with those of the profiles `merged` into the customer's).
+    /// NOT_FOUND when there is none; ABORTED when `etag` is given and stale,
+    /// or was read from another session (one combined into this since).
     pub async fn update(
         &self,
         profile_id: &str,
+        merged: &[String],
         channel: i32,
         change: SessionChange,
         etag: Option<&str>,
     ) -> Result<Session> {
         for _ in 0..ATTEMPTS {
-            let Some((session, raw)) = self.read(profile_id).await? else {
+            let Some((session, raw)) = self.settled(profile_id, merged).await? else {
                 return Err(Error::not_found(
                     "session",
                     "the customer has no active session (it ended or expired); start one with ResumeSession",
@@ -100,7 +187,8 @@ impl SessionStore {
                 && etag != session.etag()
             {
                 return Err(Error::Aborted(format!(
-                    "the session changed since it was read (etag {} is now {}); read it again",
+                    "the session changed since it was read, or the etag is another session's \
+                     (etag {} is now {}); read it again",
                     etag,
                     session.etag()
                 )));
@@ -115,18 +203,22 @@ impl SessionStore {
         ))
     }
 
-    /// Ends the active session; true when there was one.
-    pub async fn end(&self, profile_id: &str) -> Result<bool> {
-        Ok(self.state.delete(&key(profile_id)).await?)
+    /// Ends the active session, and those still kept under the profiles
+    /// `merged` into the customer's; true when there was one.
+    pub async fn end(&self, profile_id: &str, merged: &[String]) -> Result<bool> {
+        let mut ended = self.state.delete(&key(profile_id)).await?;
+        for merged in merged {
+            ended |= self.state.delete(&key(merged)).await?;
+        }
+        Ok(ended)
     }
 
-    /// Gives `merged`'s session to `survivor` when the survivor has none.
+    /// Combines `merged`'s session into `survivor`'s when the merge event
+    /// arrives, by the same rule and in the same atomic step as a call
+    /// does: idempotent, so a call that combined them first, a redelivered
+    /// event, or two consumers at once change nothing more.
     pub async fn follow_merge(&self, survivor: &str, merged: &str) -> Result<()> {
-        if let Some((mut session, _)) = self.read(merged).await? {
-            session.profile_id = survivor.to_string();
-            self.write(None, &session).await?;
-            self.end(merged).await?;
-        }
+        self.settled(survivor, &[merged.to_string()]).await?;
         Ok(())
     }
 }
