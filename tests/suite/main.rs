@@ -25,6 +25,7 @@ mod merge_properties;
 mod overload;
 mod portability;
 mod profiles;
+mod readme;
 mod recommendation;
 mod security;
 mod segments;
