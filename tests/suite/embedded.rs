@@ -6,11 +6,11 @@ use cairn::Suite;
 use cairn_contract::common::v1::{Channel, IdentifierType};
 use cairn_contract::journey::v1::journey_service_client::JourneyServiceClient;
 use cairn_contract::journey::v1::{
-    GetJourneyStateRequest, RecordTouchpointsRequest, ResumeSessionRequest, TouchpointOutcome,
-    TouchpointType,
+    CartItem, GetJourneyStateRequest, RecordTouchpointsRequest, ResumeSessionRequest, Session,
+    TouchpointOutcome, TouchpointType, UpdateSessionRequest,
 };
-use cairn_contract::profile::v1::CreateProfileRequest;
 use cairn_contract::profile::v1::profile_service_client::ProfileServiceClient;
+use cairn_contract::profile::v1::{CreateProfileRequest, IdentifyProfileRequest};
 use cairn_contract::recommendation::v1::DecideRequest;
 use cairn_contract::recommendation::v1::recommendation_service_client::RecommendationServiceClient;
 use cairn_runtime::{ServiceKind, Settings};
@@ -104,6 +104,56 @@ async fn the_suite_runs_on_sqlite_and_in_process_state() {
         .unwrap()
         .into_inner();
     assert!(session.started);
+    let customer_session = session.session.unwrap_or_default();
+
+    // A visitor fills a cart on the web, then logs in as the customer: the
+    // in-process store combines the two sessions as Redis does.
+    let cookie = identifier(IdentifierType::CookieId, "embedded-visitor");
+    journey
+        .resume_session(ResumeSessionRequest {
+            customer: Some(by_identifier(cookie.clone())),
+            channel: Channel::Web as i32,
+        })
+        .await
+        .unwrap();
+    journey
+        .update_session(UpdateSessionRequest {
+            customer: Some(by_identifier(cookie.clone())),
+            channel: Channel::Web as i32,
+            session: Some(Session {
+                cart: vec![CartItem {
+                    product_offering_id: "phone-x".into(),
+                    quantity: 1,
+                    unit_price: None,
+                }],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["cart".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let login = profile
+        .identify_profile(IdentifyProfileRequest {
+            identifiers: vec![cookie, email.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.merges.len(), 1);
+    let resumed = journey
+        .resume_session(ResumeSessionRequest {
+            customer: Some(by_identifier(email.clone())),
+            channel: Channel::MobileApp as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resumed.started);
+    let resumed = resumed.session.unwrap_or_default();
+    assert_eq!(resumed.session_id, customer_session.session_id);
+    assert_eq!(resumed.cart.len(), 1, "the visitor's cart line");
 
     let mut recommendation =
         RecommendationServiceClient::connect(address(ServiceKind::Recommendation))

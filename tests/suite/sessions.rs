@@ -777,7 +777,7 @@ async fn two_replicas_combining_at_once_and_the_merge_event_drop_and_double_noth
     // Once the events are handled, the merged-away sessions are gone from
     // Redis: nothing is left to be combined twice.
     let client = redis::Client::open(cairn_tests::redis_url()).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let redis = client.get_multiplexed_async_connection().await.unwrap();
     let pattern = format!("{}journey:session:*", app.redis_prefix);
     eventually(Duration::from_secs(10), "one session per customer", || {
         let mut redis = redis.clone();

@@ -13,6 +13,7 @@ mod m20261122_000008_add_groups;
 mod m20261204_000009_hash_erased_profile_ids;
 mod m20261204_000010_add_audit_log;
 mod m20261204_000011_index_groups_and_referrals_by_customer;
+mod m20261207_000012_index_merges_by_merged_profile;
 
 use sea_orm_migration::prelude::*;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_hash_erased_profile_ids::Migration),
             Box::new(m20261204_000010_add_audit_log::Migration),
             Box::new(m20261204_000011_index_groups_and_referrals_by_customer::Migration),
+            Box::new(m20261207_000012_index_merges_by_merged_profile::Migration),
         ]
     }
 
