@@ -206,17 +206,33 @@ async fn a_complaint_or_touchpoint_naming_another_customers_decision_changes_not
             "another customer's decision and {unknown:?} must be answered alike"
         );
     }
-    // Her offer touchpoint naming Bob's decision; and a complaint the
-    // operator's systems filed for her naming it (a system is trusted at
-    // the door: the recommendation service checks where it consumes).
+    // Her offer touchpoint naming Bob's decision: refused alike.
     let mut journey = JourneyServiceClient::new(app.with_token(ServiceKind::Journey, &token).await);
-    match journey
+    let refusal = journey
         .record_touchpoint(declined("alice-declines-bobs", &alice, &bobs))
         .await
-    {
-        Ok(_) => {}
-        Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{status:?}"),
-    }
+        .expect_err("a touchpoint naming another customer's decision");
+    assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    let unknown = journey
+        .record_touchpoint(declined(
+            "alice-declines-nothing",
+            &alice,
+            &uuid::Uuid::now_v7().to_string(),
+        ))
+        .await
+        .expect_err("a touchpoint naming an unknown decision");
+    assert_eq!(
+        (unknown.code(), unknown.message()),
+        (refusal.code(), refusal.message())
+    );
+    // The operator's systems are trusted at the door: a touchpoint and a
+    // complaint they record for her naming Bob's decision are taken, and
+    // the recommendation service checks where it consumes them.
+    app.journey()
+        .await
+        .record_touchpoint(declined("operator-records-bobs", &alice, &bobs))
+        .await
+        .unwrap();
     let mut operator =
         FeedbackServiceClient::new(app.authed(ServiceKind::Feedback, &["feedback.write"]).await);
     operator
@@ -281,7 +297,7 @@ async fn a_complaint_or_touchpoint_naming_another_customers_decision_changes_not
         "only alice's two declines are learned from: {learned:?}"
     );
     println!(
-        "references to another customer's decision: 3 (1 refused at the door); outcomes on it: {}, its cool-downs: 0, declines learned: {}",
+        "references to another customer's decision: 4 (2 refused at the door); outcomes on it: {}, its cool-downs: 0, declines learned: {}",
         bobs_outcomes.len(),
         learned.declined_count
     );
