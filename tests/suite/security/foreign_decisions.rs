@@ -303,3 +303,79 @@ async fn a_complaint_or_touchpoint_naming_another_customers_decision_changes_not
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_complaint_about_a_decision_made_before_a_merge_counts_for_the_survivor() {
+    let app = spawn_app().await;
+    let visitor = app
+        .create_profile(
+            vec![identifier(IdentifierType::CookieId, "cookie-visit-1")],
+            &[],
+        )
+        .await;
+    let anna = app
+        .create_profile(
+            vec![identifier(IdentifierType::CrmId, "crm-anna")],
+            &[("plan", "gold")],
+        )
+        .await;
+    let mut recommendations = RecommendationServiceClient::new(
+        app.authed(
+            ServiceKind::Recommendation,
+            &[
+                "recommendation.write",
+                "recommendation.decide",
+                "recommendation.read",
+            ],
+        )
+        .await,
+    );
+    recommendations
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "upgrade".into(),
+                name: "Upgrade".into(),
+                kind: ActionKind::Service as i32,
+                category: "upgrade".into(),
+                channels: vec![Channel::Web as i32],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    // Offered while she browsed anonymously; then she signs in and the
+    // visit is merged into her profile.
+    let decision = decide(&mut recommendations, &visitor).await;
+    app.profile()
+        .await
+        .merge_profiles(cairn_contract::profile::v1::MergeProfilesRequest {
+            survivor_profile_id: anna.clone(),
+            merged_profile_id: visitor.clone(),
+            reason: "signed in".into(),
+        })
+        .await
+        .unwrap();
+    let token = app.customer_token(&anna, &["feedback.write"]);
+    let mut front = FeedbackServiceClient::new(app.with_token(ServiceKind::Feedback, &token).await);
+    front
+        .create_ticket(complaint(&anna, &decision))
+        .await
+        .expect("a decision made for a profile merged into hers is hers");
+    eventually(
+        Duration::from_secs(15),
+        "the complaint is the decision's decline",
+        || {
+            let mut client = recommendations.clone();
+            let decision = decision.clone();
+            async move {
+                outcomes(&mut client, &decision)
+                    .await
+                    .contains(&(OutcomeType::Declined as i32))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    app.stop().await;
+}
