@@ -94,4 +94,28 @@ impl Recommendations {
                 .unwrap_or_default(),
         })
     }
+
+    /// The profile decision `decision_id` was made for, as the
+    /// recommendation service logged it (before any later merge), asked
+    /// with this service's own token; `None` for a decision it does not
+    /// know or one of an anonymous customer.
+    pub async fn decided_for(&self, decision_id: Uuid) -> Result<Option<Uuid>> {
+        let outcome = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = recommendation::GetDecisionRequest {
+                decision_id: decision_id.to_string(),
+                view: recommendation::DecisionView::Basic as i32,
+            };
+            async move { client.get_decision(request).await }
+        })
+        .await;
+        match outcome {
+            Ok(response) => Ok(response
+                .into_inner()
+                .decision
+                .and_then(|decision| Uuid::parse_str(&decision.profile_id).ok())),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(Error::from(status)),
+        }
+    }
 }

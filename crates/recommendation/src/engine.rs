@@ -75,6 +75,11 @@ pub struct DecideRequest {
     pub request_id: Option<String>,
     /// Hash of the request's content, for the key.
     pub fingerprint: String,
+    /// The customer whose own token made the call, when one did: their
+    /// idempotency keys live in a namespace of their own, so that one
+    /// customer's key never meets another's (nor a system's), and a key
+    /// another customer used answers like any new key.
+    pub key_owner: Option<Uuid>,
 }
 
 /// A contact-budget question, checked.
@@ -350,7 +355,10 @@ impl Engine {
         encode: impl FnOnce(&Decision) -> Vec<u8>,
     ) -> Result<Idempotent<Decision>> {
         let key = request.request_id.as_ref().map(|id| RequestKey {
-            key: format!("decide:{id}"),
+            key: match request.key_owner {
+                Some(owner) => format!("decide:customer:{owner}:{id}"),
+                None => format!("decide:{id}"),
+            },
             fingerprint: request.fingerprint.clone(),
             profile_id: String::new(),
         });

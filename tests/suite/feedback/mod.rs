@@ -9,6 +9,7 @@
 //! or vanish; `surveys::surveys_share_the_contact_budget` runs against the
 //! real recommendation service.
 
+mod imports;
 mod into_recommendation;
 mod measures;
 mod people;

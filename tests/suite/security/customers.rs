@@ -704,21 +704,27 @@ async fn a_customer_token_reaches_only_its_own_tickets_and_survey_answers() {
             .list_tickets(feedback::ListTicketsRequest::default())
             .await,
     );
-    refused(
-        "bob's ticket request id",
-        front
-            .create_ticket(feedback::CreateTicketRequest {
-                ticket: Some(ticket(by_id(&alice.id))),
-                request_id: "bob-ticket".into(),
-            })
-            .await,
-    );
-    refused(
-        "bob's answer request id",
-        front
-            .submit_survey_response(answer(by_id(&alice.id), "bob-answer"))
-            .await,
-    );
+    // Bob's idempotency keys mean nothing to her token (issue 14: keys are
+    // kept apart per customer): each is a new key, for her own data.
+    let hers = front
+        .create_ticket(feedback::CreateTicketRequest {
+            ticket: Some(ticket(by_id(&alice.id))),
+            request_id: "bob-ticket".into(),
+        })
+        .await
+        .expect("bob's ticket request id is a new key for her")
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert_ne!(hers.ticket_id, bobs_ticket.ticket_id);
+    assert_eq!(hers.profile_id, alice.id);
+    let her_answer = front
+        .submit_survey_response(answer(by_id(&alice.id), "bob-answer"))
+        .await
+        .expect("bob's answer request id is a new key for her")
+        .into_inner();
+    assert!(!her_answer.duplicate);
+    assert_eq!(her_answer.response.unwrap().profile_id, alice.id);
     let bobs = operator
         .list_tickets(feedback::ListTicketsRequest {
             customer: by_id(&bob.id),

@@ -494,3 +494,84 @@ async fn the_export_holds_everything_from_all_four_services_and_nothing_of_other
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_erased_authors_feature_request_loses_their_words_and_keeps_its_votes() {
+    let app = spawn_app().await;
+    let anna_email = "anna.lind@example.com";
+    let anna = app
+        .create_profile(vec![identifier(IdentifierType::Email, anna_email)], &[])
+        .await;
+    let bo = app
+        .create_profile(
+            vec![identifier(IdentifierType::Email, "bo.ek@example.com")],
+            &[],
+        )
+        .await;
+    let mut client = feedback_client(&app).await;
+    let ask = |profile_id: &str, text: &str| feedback::CreateFeatureRequestRequest {
+        customer: by_id(profile_id),
+        text: text.into(),
+    };
+    // Anna's words carry her email address; Bo asks for the same thing.
+    let first = client
+        .create_feature_request(ask(
+            &anna,
+            "Let me pay my monthly bill by card in the app, answer me at anna.lind@example.com",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = first.feature_request.unwrap();
+    let second = client
+        .create_feature_request(ask(&bo, "Let me pay my monthly bill by card in the app"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.merged, "bo's request counts as a vote for anna's");
+    assert_eq!(second.feature_request.unwrap().votes, 2);
+    let needles = vec![anna_email.to_string(), anna.clone()];
+    assert!(
+        residues(&app, &needles)
+            .await
+            .iter()
+            .any(|place| place.starts_with("feedback_feature_requests")),
+        "the search finds her words before the erasure"
+    );
+
+    app.profile()
+        .await
+        .erase_personal_data(ErasePersonalDataRequest {
+            customer: by_id(&anna),
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut left = residues(&app, &needles).await;
+    while !left.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = residues(&app, &needles).await;
+    }
+    assert!(left.is_empty(), "her data is left in: {left:#?}");
+    let listed = client
+        .list_feature_requests(feedback::ListFeatureRequestsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .feature_requests;
+    let kept = listed
+        .iter()
+        .find(|kept| kept.feature_request_id == request.feature_request_id)
+        .expect("the request itself stays");
+    assert!(
+        !kept.text.contains("anna") && !kept.text.contains("card in the app"),
+        "her words are gone: {:?}",
+        kept.text
+    );
+    assert_eq!(kept.votes, 2, "the votes stay counted");
+    println!(
+        "feature request after its author's erasure: {:?}, votes {}",
+        kept.text, kept.votes
+    );
+    app.stop().await;
+}

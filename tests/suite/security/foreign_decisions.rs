@@ -206,17 +206,33 @@ async fn a_complaint_or_touchpoint_naming_another_customers_decision_changes_not
             "another customer's decision and {unknown:?} must be answered alike"
         );
     }
-    // Her offer touchpoint naming Bob's decision; and a complaint the
-    // operator's systems filed for her naming it (a system is trusted at
-    // the door: the recommendation service checks where it consumes).
+    // Her offer touchpoint naming Bob's decision: refused alike.
     let mut journey = JourneyServiceClient::new(app.with_token(ServiceKind::Journey, &token).await);
-    match journey
+    let refusal = journey
         .record_touchpoint(declined("alice-declines-bobs", &alice, &bobs))
         .await
-    {
-        Ok(_) => {}
-        Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{status:?}"),
-    }
+        .expect_err("a touchpoint naming another customer's decision");
+    assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    let unknown = journey
+        .record_touchpoint(declined(
+            "alice-declines-nothing",
+            &alice,
+            &uuid::Uuid::now_v7().to_string(),
+        ))
+        .await
+        .expect_err("a touchpoint naming an unknown decision");
+    assert_eq!(
+        (unknown.code(), unknown.message()),
+        (refusal.code(), refusal.message())
+    );
+    // The operator's systems are trusted at the door: a touchpoint and a
+    // complaint they record for her naming Bob's decision are taken, and
+    // the recommendation service checks where it consumes them.
+    app.journey()
+        .await
+        .record_touchpoint(declined("operator-records-bobs", &alice, &bobs))
+        .await
+        .unwrap();
     let mut operator =
         FeedbackServiceClient::new(app.authed(ServiceKind::Feedback, &["feedback.write"]).await);
     operator
@@ -281,9 +297,85 @@ async fn a_complaint_or_touchpoint_naming_another_customers_decision_changes_not
         "only alice's two declines are learned from: {learned:?}"
     );
     println!(
-        "references to another customer's decision: 3 (1 refused at the door); outcomes on it: {}, its cool-downs: 0, declines learned: {}",
+        "references to another customer's decision: 4 (2 refused at the door); outcomes on it: {}, its cool-downs: 0, declines learned: {}",
         bobs_outcomes.len(),
         learned.declined_count
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_complaint_about_a_decision_made_before_a_merge_counts_for_the_survivor() {
+    let app = spawn_app().await;
+    let visitor = app
+        .create_profile(
+            vec![identifier(IdentifierType::CookieId, "cookie-visit-1")],
+            &[],
+        )
+        .await;
+    let anna = app
+        .create_profile(
+            vec![identifier(IdentifierType::CrmId, "crm-anna")],
+            &[("plan", "gold")],
+        )
+        .await;
+    let mut recommendations = RecommendationServiceClient::new(
+        app.authed(
+            ServiceKind::Recommendation,
+            &[
+                "recommendation.write",
+                "recommendation.decide",
+                "recommendation.read",
+            ],
+        )
+        .await,
+    );
+    recommendations
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "upgrade".into(),
+                name: "Upgrade".into(),
+                kind: ActionKind::Service as i32,
+                category: "upgrade".into(),
+                channels: vec![Channel::Web as i32],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    // Offered while she browsed anonymously; then she signs in and the
+    // visit is merged into her profile.
+    let decision = decide(&mut recommendations, &visitor).await;
+    app.profile()
+        .await
+        .merge_profiles(cairn_contract::profile::v1::MergeProfilesRequest {
+            survivor_profile_id: anna.clone(),
+            merged_profile_id: visitor.clone(),
+            reason: "signed in".into(),
+        })
+        .await
+        .unwrap();
+    let token = app.customer_token(&anna, &["feedback.write"]);
+    let mut front = FeedbackServiceClient::new(app.with_token(ServiceKind::Feedback, &token).await);
+    front
+        .create_ticket(complaint(&anna, &decision))
+        .await
+        .expect("a decision made for a profile merged into hers is hers");
+    eventually(
+        Duration::from_secs(15),
+        "the complaint is the decision's decline",
+        || {
+            let mut client = recommendations.clone();
+            let decision = decision.clone();
+            async move {
+                outcomes(&mut client, &decision)
+                    .await
+                    .contains(&(OutcomeType::Declined as i32))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     app.stop().await;
 }

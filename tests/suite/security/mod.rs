@@ -8,6 +8,7 @@ mod customers;
 pub mod erasure;
 mod foreign_decisions;
 mod logs;
+mod oracles;
 mod raw;
 mod scopes;
 mod tls;

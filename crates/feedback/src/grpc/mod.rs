@@ -186,6 +186,244 @@ impl FeedbackApi {
             },
         }
     }
+
+    /// Checks and stores one answer: for SubmitSurveyResponse (stamped
+    /// now, with its follow-up task and event) and ImportSurveyResponse
+    /// (`imported_at`: stamped with the original time, without either).
+    async fn store_answer(
+        &self,
+        caller: &Principal,
+        request: pb::SubmitSurveyResponseRequest,
+        imported_at: Option<DateTime<Utc>>,
+    ) -> Result<pb::SubmitSurveyResponseResponse> {
+        let mut violations = Violations::new();
+        if request.request_id.is_empty() {
+            violations.add(
+                "request_id",
+                "required: a repeated submission with it counts once",
+            );
+        }
+        violations.check(key("request_id", &request.request_id));
+        let Some(wire) = request.response else {
+            violations.add("response", "required");
+            violations.finish()?;
+            return Err(Error::internal("unreachable"));
+        };
+        if Uuid::parse_str(&wire.survey_id).is_err() {
+            violations.add("response.survey_id", "required: a survey id (UUID)");
+        }
+        let customer = violations.check(CustomerReference::from_proto(
+            "response.customer",
+            wire.customer.clone(),
+        ));
+        let answered_on = if wire.channel == 0 {
+            None
+        } else {
+            violations
+                .check(channel("response.channel", wire.channel))
+                .map(|c| c as i32)
+        };
+        violations.check(bounded(
+            "response.journey_stage",
+            &wire.journey_stage,
+            MAX_STAGE_BYTES,
+        ));
+        if !wire.invitation_id.is_empty() && Uuid::parse_str(&wire.invitation_id).is_err() {
+            violations.add(
+                "response.invitation_id",
+                "an invitation id (UUID) from InviteToSurvey",
+            );
+        }
+        violations.finish()?;
+        let request_key = scoped_key(caller, &request.request_id);
+        if let Some(stored) = self.store.response_by_request(&request_key).await? {
+            let stored = caller.admit(Ok(stored), |stored| {
+                Uuid::parse_str(&stored.profile_id).unwrap_or_default()
+            })?;
+            return Ok(pb::SubmitSurveyResponseResponse {
+                response: Some(convert::response_to_proto(&stored)),
+                duplicate: true,
+            });
+        }
+        let survey = self.survey("response.survey_id", &wire.survey_id).await?;
+        if survey.closed {
+            return Err(Error::FailedPrecondition(format!(
+                "response.survey_id: survey {} is closed and takes no more answers",
+                survey.id
+            )));
+        }
+        let answers = convert::answers(wire.answers);
+        let scores = survey.check_answers("response.answers", &answers)?;
+        let profile_id = self
+            .customer_of(caller, "response.customer", &checked(customer)?, true)
+            .await?;
+        let invitation_id = if wire.invitation_id.is_empty() {
+            None
+        } else {
+            // Another customer's invitation and none at all are answered
+            // alike, for every caller: NOT_FOUND, and for a customer's
+            // token Principal::admit's one refusal.
+            let unknown = || Error::not_found("invitation", "named in response.invitation_id");
+            let found = match self.store.invitation(&wire.invitation_id).await? {
+                Some(invitation) if invitation.profile_id == profile_id.to_string() => {
+                    Ok(invitation)
+                }
+                _ => Err(unknown()),
+            };
+            let invitation = caller.admit(found, |_| profile_id)?;
+            if !invitation.invited || invitation.survey_id != survey.id.to_string() {
+                return Err(Error::invalid(
+                    "response.invitation_id",
+                    "not an invitation of this customer to this survey",
+                ));
+            }
+            Some(invitation.id)
+        };
+        let segments = self.profiles.segments(profile_id).await?;
+        let stage = if wire.journey_stage.is_empty() {
+            self.store.stage_of(&profile_id.to_string()).await?
+        } else {
+            wire.journey_stage
+        };
+        let now = imported_at.unwrap_or_else(Utc::now);
+        let response_id = Uuid::now_v7().to_string();
+        let answered_on = answered_on.unwrap_or(survey.channel);
+        let row = response::Model {
+            id: response_id.clone(),
+            survey_id: survey.id.to_string(),
+            profile_id: profile_id.to_string(),
+            channel: answered_on,
+            invitation_id,
+            answers: serde_json::to_value(&answers).map_err(Error::internal)?,
+            nps: scores.nps,
+            csat: scores.csat,
+            effort: scores.effort,
+            segments: serde_json::json!(segments),
+            journey_stage: stage,
+            request_id: request_key,
+            submit_time: now,
+        };
+        let comments = scores
+            .texts
+            .iter()
+            .map(|text| {
+                Self::comment_row(
+                    Some(profile_id),
+                    pb::CommentSource::Survey,
+                    answered_on,
+                    text,
+                    0,
+                    "",
+                    now,
+                    Some(response_id.clone()),
+                    None,
+                )
+            })
+            .collect();
+        // An imported answer is history: no follow-up task, no event.
+        let follow_up = scores
+            .follow_up_reason()
+            .filter(|_| imported_at.is_none())
+            .map(|reason| {
+                (
+                    reason,
+                    now + Duration::seconds(survey.definition.follow_up_due_seconds),
+                )
+            });
+        let event = imported_at.is_none().then(|| {
+            outbox::event(
+                "feedback",
+                "feedback.survey_answered",
+                &profile_id.to_string(),
+                Payload::SurveyAnswered(SurveyAnswered {
+                    survey_id: survey.id.to_string(),
+                    response_id: response_id.clone(),
+                    nps_score: scores.nps.unwrap_or(-1),
+                    csat_score: scores.csat.unwrap_or(-1),
+                    effort_score: scores.effort.unwrap_or(-1),
+                    channel: answered_on,
+                    nps_category: scores.nps_category().to_string(),
+                }),
+            )
+        });
+        let (stored, duplicate) = self
+            .store
+            .submit_response(
+                NewResponse {
+                    row,
+                    follow_up,
+                    comments,
+                    churn_reason: scores.churn_reason.clone(),
+                },
+                event,
+            )
+            .await?;
+        if !duplicate {
+            metrics::counter!(
+                "cairn_survey_responses_total",
+                "survey" => stored.survey_id.clone(),
+                "channel" => channel_name(stored.channel),
+            )
+            .increment(1);
+        }
+        Ok(pb::SubmitSurveyResponseResponse {
+            response: Some(convert::response_to_proto(&stored)),
+            duplicate,
+        })
+    }
+}
+
+/// The idempotency key `key` in the caller's namespace. A system's keys
+/// are kept as given; a customer's own token gets a namespace of its own
+/// (a SHA-256 of the customer's profile id and the key, which fits the
+/// 200-byte column whatever the key), so that one customer's key never
+/// meets another's or a system's: a key someone else used answers like a
+/// key never used, and says nothing about what exists.
+fn scoped_key(caller: &Principal, key: &str) -> String {
+    use sha2::Digest;
+    match caller.customer() {
+        None => key.to_string(),
+        Some(customer) => {
+            let mut digest = sha2::Sha256::new();
+            digest.update(customer.as_bytes());
+            digest.update([0u8]);
+            digest.update(key.as_bytes());
+            let hash: String = digest
+                .finalize()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!("customer:{hash}")
+        }
+    }
+}
+
+/// The fields of a ticket that belong to the operator, refused on a
+/// customer's own token (the contract lists them on `Ticket`): the
+/// operator's ticketing-system id, the status (a ticket opened resolved
+/// would count as resolved on first contact), the priority, severity, due
+/// time and required skills (they order and route the shared queue).
+fn refuse_operator_fields(wire: &pb::Ticket) -> Result<()> {
+    let set: Vec<&str> = [
+        ("ticket.external_id", !wire.external_id.is_empty()),
+        ("ticket.status", wire.status != 0),
+        ("ticket.priority", wire.priority != 0),
+        ("ticket.severity", !wire.severity.is_empty()),
+        ("ticket.due_time", wire.due_time.is_some()),
+        ("ticket.required_skills", !wire.required_skills.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
+    if set.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{}: set by the operator's systems, not by a customer's own token; leave {} unset",
+            set.join(", "),
+            if set.len() == 1 { "it" } else { "them" }
+        )))
+    }
 }
 
 fn required<T>(field: &str, value: Option<T>) -> Result<T> {
@@ -588,174 +826,42 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::SubmitSurveyResponseRequest>,
     ) -> Result<Response<pb::SubmitSurveyResponseResponse>, Status> {
         let caller = Principal::of(&request)?;
+        let answered = self
+            .store_answer(&caller, request.into_inner(), None)
+            .await?;
+        Ok(Response::new(answered))
+    }
+
+    async fn import_survey_response(
+        &self,
+        request: Request<pb::ImportSurveyResponseRequest>,
+    ) -> Result<Response<pb::ImportSurveyResponseResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        // The layer refuses customers' tokens already (the contract does
+        // not open this RPC to them); this keeps it so if that changed.
+        caller.require_not_customer("importing answers with their original time")?;
         let request = request.into_inner();
-        let mut violations = Violations::new();
-        if request.request_id.is_empty() {
-            violations.add(
-                "request_id",
-                "required: a repeated submission with it counts once",
-            );
-        }
-        violations.check(key("request_id", &request.request_id));
-        let Some(wire) = request.response else {
-            violations.add("response", "required");
-            violations.finish()?;
-            return Err(Error::internal("unreachable").into());
-        };
-        if Uuid::parse_str(&wire.survey_id).is_err() {
-            violations.add("response.survey_id", "required: a survey id (UUID)");
-        }
-        let customer = violations.check(CustomerReference::from_proto(
-            "response.customer",
-            wire.customer.clone(),
-        ));
-        let answered_on = if wire.channel == 0 {
-            None
-        } else {
-            violations
-                .check(channel("response.channel", wire.channel))
-                .map(|c| c as i32)
-        };
-        violations.check(bounded(
-            "response.journey_stage",
-            &wire.journey_stage,
-            MAX_STAGE_BYTES,
-        ));
-        if !wire.invitation_id.is_empty() && Uuid::parse_str(&wire.invitation_id).is_err() {
-            violations.add(
-                "response.invitation_id",
-                "an invitation id (UUID) from InviteToSurvey",
-            );
-        }
-        violations.finish()?;
-        if let Some(stored) = self.store.response_by_request(&request.request_id).await? {
-            let stored = caller.admit(Ok(stored), |stored| {
-                Uuid::parse_str(&stored.profile_id).unwrap_or_default()
-            })?;
-            return Ok(Response::new(pb::SubmitSurveyResponseResponse {
-                response: Some(convert::response_to_proto(&stored)),
-                duplicate: true,
-            }));
-        }
-        let survey = self.survey("response.survey_id", &wire.survey_id).await?;
-        if survey.closed {
-            return Err(Error::FailedPrecondition(format!(
-                "response.survey_id: survey {} is closed and takes no more answers",
-                survey.id
-            ))
-            .into());
-        }
-        let answers = convert::answers(wire.answers);
-        let scores = survey.check_answers("response.answers", &answers)?;
-        let profile_id = self
-            .customer_of(&caller, "response.customer", &checked(customer)?, true)
-            .await?;
-        let invitation_id = if wire.invitation_id.is_empty() {
-            None
-        } else {
-            let invitation = self.store.invitation(&wire.invitation_id).await?;
-            match invitation {
-                Some(invitation)
-                    if invitation.invited
-                        && invitation.survey_id == survey.id.to_string()
-                        && invitation.profile_id == profile_id.to_string() =>
-                {
-                    Some(invitation.id)
-                }
-                Some(_) => {
-                    return Err(Error::invalid(
-                        "response.invitation_id",
-                        "not an invitation of this customer to this survey",
-                    )
-                    .into());
-                }
-                None => return Err(Error::not_found("invitation", wire.invitation_id).into()),
-            }
-        };
-        let segments = self.profiles.segments(profile_id).await?;
-        let stage = if wire.journey_stage.is_empty() {
-            self.store.stage_of(&profile_id.to_string()).await?
-        } else {
-            wire.journey_stage
-        };
-        let now = Utc::now();
-        let response_id = Uuid::now_v7().to_string();
-        let answered_on = answered_on.unwrap_or(survey.channel);
-        let row = response::Model {
-            id: response_id.clone(),
-            survey_id: survey.id.to_string(),
-            profile_id: profile_id.to_string(),
-            channel: answered_on,
-            invitation_id,
-            answers: serde_json::to_value(&answers).map_err(Error::internal)?,
-            nps: scores.nps,
-            csat: scores.csat,
-            effort: scores.effort,
-            segments: serde_json::json!(segments),
-            journey_stage: stage,
-            request_id: request.request_id.clone(),
-            submit_time: now,
-        };
-        let comments = scores
-            .texts
-            .iter()
-            .map(|text| {
-                Self::comment_row(
-                    Some(profile_id),
-                    pb::CommentSource::Survey,
-                    answered_on,
-                    text,
-                    0,
-                    "",
-                    now,
-                    Some(response_id.clone()),
-                    None,
-                )
-            })
-            .collect();
-        let follow_up = scores.follow_up_reason().map(|reason| {
-            (
-                reason,
-                now + Duration::seconds(survey.definition.follow_up_due_seconds),
-            )
-        });
-        let event = outbox::event(
-            "feedback",
-            "feedback.survey_answered",
-            &profile_id.to_string(),
-            Payload::SurveyAnswered(SurveyAnswered {
-                survey_id: survey.id.to_string(),
-                response_id: response_id.clone(),
-                nps_score: scores.nps.unwrap_or(-1),
-                csat_score: scores.csat.unwrap_or(-1),
-                effort_score: scores.effort.unwrap_or(-1),
-                channel: answered_on,
-                nps_category: scores.nps_category().to_string(),
-            }),
-        );
-        let (stored, duplicate) = self
-            .store
-            .submit_response(
-                NewResponse {
-                    row,
-                    follow_up,
-                    comments,
-                    churn_reason: scores.churn_reason.clone(),
+        let submit_time = match &request.submit_time {
+            None => Err(Error::invalid(
+                "submit_time",
+                "required: when the answer was given, in the other tool",
+            )),
+            Some(time) => timestamp_from_proto("submit_time", time)
+                .and_then(|time| not_future("submit_time", time)),
+        }?;
+        let answered = self
+            .store_answer(
+                &caller,
+                pb::SubmitSurveyResponseRequest {
+                    response: request.response,
+                    request_id: request.request_id,
                 },
-                event,
+                Some(submit_time),
             )
             .await?;
-        if !duplicate {
-            metrics::counter!(
-                "cairn_survey_responses_total",
-                "survey" => stored.survey_id.clone(),
-                "channel" => channel_name(stored.channel),
-            )
-            .increment(1);
-        }
-        Ok(Response::new(pb::SubmitSurveyResponseResponse {
-            response: Some(convert::response_to_proto(&stored)),
-            duplicate,
+        Ok(Response::new(pb::ImportSurveyResponseResponse {
+            response: answered.response,
+            duplicate: answered.duplicate,
         }))
     }
 
@@ -905,6 +1011,9 @@ impl FeedbackService for FeedbackApi {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let wire = required("ticket", request.ticket)?;
+        if caller.is_customer() {
+            refuse_operator_fields(&wire)?;
+        }
         let mut violations = Violations::new();
         let customer = violations.check(CustomerReference::from_proto(
             "ticket.customer",
@@ -950,7 +1059,7 @@ impl FeedbackService for FeedbackApi {
         let row = ticket::Model {
             id: Uuid::now_v7().to_string(),
             external_id: checked(external_id)?,
-            request_id: checked(request_id)?,
+            request_id: checked(request_id)?.map(|key| scoped_key(&caller, &key)),
             profile_id: profile_id.to_string(),
             channel: checked(opened_on)? as i32,
             category: wire.category.trim().to_lowercase(),

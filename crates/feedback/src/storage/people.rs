@@ -1,14 +1,18 @@
 //! A person's feedback: the export, and erasure on `profile.erased`.
 
-use cairn_runtime::Result;
 use cairn_runtime::storage::BeginWrite;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use cairn_runtime::{Error, Result};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
 
 use super::entity::{
-    churn, comment, comment_theme, feature_vote, follow_up, invitation, journey_stage, response,
-    ticket, ticket_contact, ticket_history, ticket_skill,
+    churn, comment, comment_theme, feature_request, feature_vote, follow_up, invitation,
+    journey_stage, response, ticket, ticket_contact, ticket_history, ticket_skill,
 };
 use super::{FeedbackStore, TicketView};
+use crate::domain::text::Signature;
 
 /// Everything the service holds about a person.
 #[derive(Debug, Clone, Default)]
@@ -157,6 +161,7 @@ impl FeedbackStore {
             .exec(&transaction)
             .await?
             .rows_affected;
+        deleted += redact_authored_feature_requests(&transaction, &ids).await?;
         deleted += feature_vote::Entity::delete_many()
             .filter(feature_vote::Column::Voter.is_in(ids.clone()))
             .exec(&transaction)
@@ -182,4 +187,62 @@ impl FeedbackStore {
         transaction.commit().await?;
         Ok(deleted)
     }
+}
+
+/// Feature requests keep only their first wording, which is its author's
+/// own words (the first vote is the author's): on the author's erasure the
+/// wording goes, replaced by the request's themes (words of a fixed
+/// lexicon, nothing of the person's), and so do the stems it was compared
+/// on; the votes stay counted and alike requests still join it by theme.
+/// Returns how many requests were redacted.
+async fn redact_authored_feature_requests(
+    transaction: &DatabaseTransaction,
+    profile_ids: &[String],
+) -> Result<u64> {
+    let voted: Vec<String> = feature_vote::Entity::find()
+        .filter(feature_vote::Column::Voter.is_in(profile_ids.to_vec()))
+        .all(transaction)
+        .await?
+        .into_iter()
+        .map(|vote| vote.feature_request_id)
+        .collect();
+    let mut redacted = 0;
+    for request_id in voted {
+        let author = feature_vote::Entity::find()
+            .filter(feature_vote::Column::FeatureRequestId.eq(request_id.clone()))
+            .order_by_asc(feature_vote::Column::VoteTime)
+            .one(transaction)
+            .await?;
+        if !author.is_some_and(|vote| profile_ids.contains(&vote.voter)) {
+            continue;
+        }
+        let Some(request) = feature_request::Entity::find_by_id(request_id)
+            .one(transaction)
+            .await?
+        else {
+            continue;
+        };
+        let themes = serde_json::from_value::<Signature>(request.signature.clone())
+            .map(|signature| signature.themes)
+            .unwrap_or_default();
+        let text = if themes.is_empty() {
+            "[the author's words were erased]".to_string()
+        } else {
+            format!(
+                "[the author's words were erased; themes: {}]",
+                themes.join(", ")
+            )
+        };
+        let signature = serde_json::to_value(Signature {
+            themes,
+            stems: Vec::new(),
+        })
+        .map_err(Error::internal)?;
+        let mut row = request.into_active_model();
+        row.text = Set(text);
+        row.signature = Set(signature);
+        row.update(transaction).await?;
+        redacted += 1;
+    }
+    Ok(redacted)
 }

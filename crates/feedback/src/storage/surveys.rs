@@ -353,12 +353,13 @@ impl FeedbackStore {
     }
 
     /// Stores a response with its follow-up task, comments, churn record and
-    /// event. Returns the stored response and whether its request id was
-    /// seen before (then nothing changed).
+    /// event (none for an imported answer, which is history, not news).
+    /// Returns the stored response and whether its request id was seen
+    /// before (then nothing changed).
     pub async fn submit_response(
         &self,
         new: NewResponse,
-        event: ChangeEvent,
+        event: Option<ChangeEvent>,
     ) -> Result<(response::Model, bool)> {
         if let Some(stored) = self.response_by_request(&new.row.request_id).await? {
             return Ok((stored, true));
@@ -423,7 +424,9 @@ impl FeedbackStore {
             .exec_without_returning(&transaction)
             .await?;
         }
-        self.outbox.enqueue(&transaction, &event).await?;
+        if let Some(event) = &event {
+            self.outbox.enqueue(&transaction, event).await?;
+        }
         transaction.commit().await?;
         self.outbox.committed();
         Ok((row, false))

@@ -27,6 +27,15 @@ pub struct IncomingTouchpoint {
 }
 
 impl IncomingTouchpoint {
+    /// The decision the touchpoint names (its `decision_id` property, which
+    /// the recommendation service reads as an offer's outcome), if any.
+    pub fn decision_id(&self) -> Option<&str> {
+        match self.properties.get("decision_id") {
+            Some(cairn_runtime::common::TypedValue::String(id)) if !id.is_empty() => Some(id),
+            _ => None,
+        }
+    }
+
     /// Checks a wire touchpoint named `field`, reporting every bad field at once.
     pub fn from_proto(field: &str, wire: pb::Touchpoint, now: DateTime<Utc>) -> Result<Self> {
         let mut violations = Violations::new();

@@ -172,6 +172,48 @@ impl JourneyApi {
         caller.admit(found, |profile_id| *profile_id)
     }
 
+    /// For a customer's token, a decision a touchpoint names must be that
+    /// customer's, so that one customer's front end cannot record an
+    /// outcome on another's decision: the recommendation service says whom
+    /// it was made for (asked with this service's own token) and the
+    /// profile service where that profile went through merges. Another
+    /// customer's decision, an unknown one and a malformed id all get
+    /// [`Principal::admit`]'s one refusal. A system's token is trusted here;
+    /// the recommendation service checks again, for everyone, when it
+    /// consumes the touchpoint's event.
+    async fn admit_decision(
+        &self,
+        caller: &Principal,
+        field: &str,
+        incoming: &convert::IncomingTouchpoint,
+    ) -> cairn_runtime::Result<()> {
+        if !caller.is_customer() {
+            return Ok(());
+        }
+        let Some(decision_id) = incoming.decision_id() else {
+            return Ok(());
+        };
+        let field = format!("{field}.properties.decision_id");
+        let unknown = || Error::not_found("decision", format!("named in {field}"));
+        let owner = match uuid::Uuid::parse_str(decision_id) {
+            Ok(id) => self.recommendations.decided_for(id).await?,
+            Err(_) => None,
+        };
+        let survivor = match owner {
+            None => Err(unknown()),
+            Some(owner) if Some(owner) == caller.customer() => Ok(owner),
+            Some(owner) => match self
+                .profiles
+                .find(&field, &CustomerReference::ProfileId(owner))
+                .await
+            {
+                Err(Error::NotFound { .. }) => Err(unknown()),
+                found => found,
+            },
+        };
+        caller.admit(survivor, |profile_id| *profile_id).map(|_| ())
+    }
+
     /// Checks, resolves and stores one touchpoint named `field`; returns it
     /// and whether it was stored before.
     async fn record_one(
@@ -195,6 +237,7 @@ impl JourneyApi {
                 true,
             )
             .await?;
+        self.admit_decision(caller, field, &incoming).await?;
         let journeys = self.store.journeys();
         let heads = journeys.heads(journeys.database(), true).await?;
         let profile = if heads.iter().any(|journey| journey.reads_profile()) {
@@ -300,8 +343,17 @@ impl JourneyApi {
         let resolved = if caller.is_customer() {
             // A customer's token names only its own customer, one by one.
             let mut resolved = Vec::with_capacity(references.len());
-            for (field, customer) in &references {
-                resolved.push(self.customer_of(caller, field, customer, true).await);
+            for ((field, customer), (_, touchpoint_field, incoming)) in
+                references.iter().zip(&fresh)
+            {
+                let admitted = match self.customer_of(caller, field, customer, true).await {
+                    Ok(profile_id) => self
+                        .admit_decision(caller, touchpoint_field, incoming)
+                        .await
+                        .map(|()| profile_id),
+                    Err(error) => Err(error),
+                };
+                resolved.push(admitted);
             }
             resolved
         } else {

@@ -521,6 +521,7 @@ impl RecommendationService for RecommendationApi {
                     max_actions,
                     request_id,
                     fingerprint,
+                    key_owner: caller.customer(),
                 },
                 |decision| convert::decide_response(decision, explain).encode_to_vec(),
             )
