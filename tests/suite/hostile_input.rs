@@ -771,3 +771,79 @@ async fn phone_numbers_with_letters_or_a_doubled_plus_are_refused() {
     refused_naming(doubled, "identifiers[0].value").unwrap();
     vanity.stop().await;
 }
+
+/// ListGroups pages by its page size now (it ignored it, and took negative
+/// sizes): three groups in pages of two, each group once.
+#[tokio::test]
+async fn list_groups_pages_by_its_page_size() {
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Profile],
+        ..Options::default()
+    })
+    .await;
+    let mut profiles = app.profile().await;
+    let member = app
+        .create_profile(
+            vec![identifier(IdentifierType::Email, "groups-page@example.com")],
+            &[],
+        )
+        .await;
+    let mut created = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        let group = profiles
+            .create_group(profile::CreateGroupRequest {
+                group: Some(profile::Group {
+                    r#type: profile::GroupType::Household as i32,
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .group
+            .unwrap();
+        profiles
+            .add_group_member(profile::AddGroupMemberRequest {
+                group_id: group.group_id.clone(),
+                customer: Some(by_profile_id(&member)),
+                role: profile::GroupRole::Payer as i32,
+            })
+            .await
+            .unwrap();
+        created.push(group.group_id);
+    }
+    let first = profiles
+        .list_groups(profile::ListGroupsRequest {
+            customer: Some(by_profile_id(&member)),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.groups.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = profiles
+        .list_groups(profile::ListGroupsRequest {
+            customer: Some(by_profile_id(&member)),
+            page_size: 2,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.groups.len(), 1);
+    assert!(second.next_page_token.is_empty());
+    let mut seen: Vec<String> = first
+        .groups
+        .iter()
+        .chain(&second.groups)
+        .map(|group| group.group_id.clone())
+        .collect();
+    seen.sort();
+    created.sort();
+    assert_eq!(seen, created);
+    app.stop().await;
+}
