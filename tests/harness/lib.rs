@@ -11,6 +11,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod redis_server;
 pub mod telemetry;
 
 use std::net::SocketAddr;

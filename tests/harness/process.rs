@@ -78,8 +78,40 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `cairn serve --only <service>` with `environment` (every
     /// setting through its environment variable, as in Kubernetes) and waits
-    /// until it says where it listens.
+    /// until it serves (health SERVING, 60 s at most).
     pub async fn start(service: &str, environment: &[(&str, String)]) -> Self {
+        let process = Self::start_listening(service, environment).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", process.address))
+                    .expect("an address")
+                    .connect()
+                    .await;
+            if let Ok(channel) = channel {
+                let status = tonic_health::pb::health_client::HealthClient::new(channel)
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|response| response.into_inner().status);
+                if matches!(status, Ok(code) if code == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                {
+                    return process;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cairn serve --only {service} did not become SERVING within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts `cairn serve --only <service>` with `environment` and waits
+    /// only until it says where it listens (it may not serve yet: its stores
+    /// may be down).
+    pub async fn start_listening(service: &str, environment: &[(&str, String)]) -> Self {
         let binary = cairn_binary();
         let mut command = Command::new(&binary);
         command
@@ -120,6 +152,11 @@ impl ServiceProcess {
         // Keep reading its logs so that the pipe never fills up.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { address, child }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Kills the process with SIGKILL and waits until it is gone.

@@ -92,7 +92,7 @@ async fn serve(services: Vec<ServiceKind>, settings: Settings) -> Result<(), Str
         metrics::serve_prometheus(SocketAddr::new(settings.host, settings.metrics_port))?;
     }
     let shutdown = CancellationToken::new();
-    let suite = Suite::start(settings, &services, shutdown.clone())
+    let suite = Suite::listen(settings, &services, shutdown.clone())
         .await
         .map_err(|error| error.to_string())?;
     for (service, address) in &suite.addresses {

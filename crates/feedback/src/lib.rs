@@ -55,7 +55,12 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         db::migrate::<Migrator>(&db, "feedback").await?;
     }
     let outbox = Outbox::new("feedback_outbox");
-    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    outbox.spawn_relay(
+        db.clone(),
+        shared.bus.clone(),
+        settings.outbox_retention(),
+        shared.shutdown.clone(),
+    );
     let store = FeedbackStore::new(db.clone(), outbox, Inbox::new("feedback_inbox"));
     let credentials = ServiceCredentials::from_settings(settings, "feedback");
     let profiles = peers::ProfileDirectory::new(peer::channel(

@@ -51,7 +51,12 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         db::migrate::<Migrator>(&db, "journey").await?;
     }
     let outbox = Outbox::new("journey_outbox");
-    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    outbox.spawn_relay(
+        db.clone(),
+        shared.bus.clone(),
+        settings.outbox_retention(),
+        shared.shutdown.clone(),
+    );
     let journeys = JourneyStore::new(db.clone(), outbox.clone());
     journeys.seed(&domain::definition::built_in()).await?;
     let store = TouchpointStore::new(

@@ -50,12 +50,20 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         db::migrate::<Migrator>(&db, "profile").await?;
     }
     let outbox = Outbox::new("profile_outbox");
-    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    outbox.spawn_relay(
+        db.clone(),
+        shared.bus.clone(),
+        settings.outbox_retention(),
+        shared.shutdown.clone(),
+    );
     // Erasure reaches the bus: the person's events go once every service handled them.
     cairn_runtime::bus::spawn_consumer(
         shared.bus.clone(),
         cairn_runtime::bus::ConsumerOptions::new(cairn_runtime::bus::FORGET_GROUP),
-        Arc::new(cairn_runtime::bus::ForgetErased::new(shared.bus.clone())),
+        Arc::new(
+            cairn_runtime::bus::ForgetErased::new(shared.bus.clone())
+                .with_outbox(db.clone(), outbox.clone()),
+        ),
         shared.shutdown.clone(),
     );
     let store = ProfileStore::new(db.clone(), outbox, suppressor(settings));

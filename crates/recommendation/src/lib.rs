@@ -62,7 +62,12 @@ pub async fn start(shared: &Shared) -> Result<ServiceParts> {
         db::migrate::<Migrator>(&db, "recommendation").await?;
     }
     let outbox = Outbox::new("recommendation_outbox");
-    outbox.spawn_relay(db.clone(), shared.bus.clone(), shared.shutdown.clone());
+    outbox.spawn_relay(
+        db.clone(),
+        shared.bus.clone(),
+        settings.outbox_retention(),
+        shared.shutdown.clone(),
+    );
     let store = RecommendationStore::new(db.clone(), outbox, Inbox::new("recommendation_inbox"));
     store.ensure_defaults().await?;
     let learner = Arc::new(learning::Learner::new(ModelStore::new(db.clone())));

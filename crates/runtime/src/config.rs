@@ -106,6 +106,11 @@ pub struct Settings {
     /// Events kept on the bus for listeners that reconnect (approximate).
     #[arg(long, env = "CAIRN_EVENT_RETENTION", default_value_t = 1_000_000)]
     pub event_retention: usize,
+    /// How long each service keeps the events it published in its outbox
+    /// (PostgreSQL), so that they are replayed when the bus loses its log
+    /// (Redis restarted without its data). Redis is the bus, not the record.
+    #[arg(long, env = "CAIRN_OUTBOX_RETENTION_HOURS", default_value_t = 168)]
+    pub outbox_retention_hours: u64,
 
     /// Switch authentication off. For a local trial only: the server says so
     /// loudly at start.
@@ -422,6 +427,11 @@ impl Settings {
     /// The service-to-service deadline as a duration.
     pub fn peer_deadline(&self) -> Duration {
         Duration::from_millis(self.peer_deadline_ms)
+    }
+
+    /// How long published events stay in the outboxes, as a duration.
+    pub fn outbox_retention(&self) -> Duration {
+        Duration::from_secs(self.outbox_retention_hours.saturating_mul(3600))
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`breaker`]: failing fast while a service's database is down.
 //! - [`deadline`]: call deadlines, answered and passed on to peer calls.
 //! - [`server`]: serving a service with health, reflection and the event hub.
+//! - [`starting`]: listening before the stores answer, starting when they do.
 //! - [`peer`]: gRPC clients for service-to-service calls.
 //! - [`tls`]: TLS on the listeners and mutual TLS between services.
 //! - [`bus`], [`outbox`], [`inbox`]: change events between services, published
@@ -35,6 +36,7 @@ pub mod pagination;
 pub mod peer;
 pub mod rules;
 pub mod server;
+pub mod starting;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

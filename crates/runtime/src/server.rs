@@ -21,6 +21,7 @@ use crate::config::{ServiceKind, Settings};
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
 use crate::limits::{ClientLimitLayer, ClientQuota, MessageSizeStatusLayer, ShedLayer};
+use crate::starting::{Deferred, StartedReadiness};
 use crate::telemetry::TraceLayer;
 
 /// The protobuf name of the event hub, served by every service.
@@ -40,7 +41,19 @@ pub trait Readiness: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
 }
 
-/// What a service hands to [`serve`].
+/// What is known of a service before its stores answer: enough to listen,
+/// report health and check tokens at once.
+pub struct ServiceFace {
+    /// Which service it is.
+    pub kind: ServiceKind,
+    /// The full protobuf names of its gRPC services; health reports each by
+    /// name, reflection lists them.
+    pub grpc_services: Vec<&'static str>,
+    /// The scope of each method.
+    pub scopes: ScopeTable,
+}
+
+/// What a service hands to [`serve`] once it has started.
 pub struct ServiceParts {
     /// Which service it is.
     pub kind: ServiceKind,
@@ -75,7 +88,7 @@ pub struct Shared {
 /// How long a readiness check may wait for a store before it counts as down.
 const READINESS_BOUND: Duration = Duration::from_secs(2);
 
-/// How long connecting to Redis may take before the process gives up.
+/// How long one attempt to connect to Redis, or one Redis command, may take.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Shared {
@@ -95,16 +108,16 @@ impl Shared {
                     .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
                     .set_response_timeout(Some(REDIS_CONNECT_TIMEOUT))
                     .set_number_of_retries(2);
-                let connection = tokio::time::timeout(
-                    REDIS_CONNECT_TIMEOUT * 2,
-                    redis::aio::ConnectionManager::new_with_config(client, config),
+                // Connected on first use and again after every loss: a
+                // process started while Redis is down listens, answers
+                // NOT_SERVING, and serves once Redis answers.
+                let connection = redis::aio::ConnectionManager::new_lazy_with_config(
+                    client, config,
                 )
-                .await
-                .map_err(|_| {
-                    Error::Unavailable("Redis at REDIS_URL did not answer within 10 s".into())
-                })?
                 .map_err(|error| {
-                    Error::Unavailable(format!("cannot connect to Redis at REDIS_URL: {error}"))
+                    Error::FailedPrecondition(format!(
+                        "the Redis connection at REDIS_URL cannot be set up: {error}"
+                    ))
                 })?;
                 (
                     Arc::new(RedisBus::new(
@@ -137,14 +150,21 @@ impl Shared {
     }
 }
 
-/// Serves `parts` on `listener` until `shared.shutdown` fires, then stops
-/// accepting calls, reports NOT_SERVING, and lets in-flight calls finish
-/// within the configured grace period.
+/// Serves the service `face` describes on `listener` until `shared.shutdown`
+/// fires, then stops accepting calls, reports NOT_SERVING, and lets in-flight
+/// calls finish within the configured grace period.
+///
+/// It listens at once: until `starting` yields the service's parts (it
+/// retries while the stores do not answer), health says NOT_SERVING and the
+/// service's calls answer UNAVAILABLE. When `starting` fails for good, every
+/// service of the process stops and the error is returned.
 pub async fn serve(
-    parts: ServiceParts,
+    face: ServiceFace,
+    starting: impl std::future::Future<Output = Result<ServiceParts>> + Send + 'static,
     shared: &Shared,
     listener: TcpListener,
 ) -> Result<(), String> {
+    let parts = face;
     let settings = &shared.settings;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     for name in parts
@@ -161,9 +181,20 @@ pub async fn serve(
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
     let breaker = DatabaseBreaker::default();
+    let deferred = Deferred::default();
+    let readiness = StartedReadiness::default();
+    let mut start = {
+        let (deferred, readiness) = (deferred.clone(), readiness.clone());
+        tokio::spawn(async move {
+            let started = starting.await?;
+            deferred.start(started.routes);
+            readiness.start(started.readiness);
+            Ok::<_, Error>(started.kind)
+        })
+    };
     spawn_readiness(
         parts.grpc_services.clone(),
-        parts.readiness.clone(),
+        Arc::new(readiness),
         shared.bus.clone(),
         reporter.clone(),
         breaker.clone(),
@@ -193,12 +224,15 @@ pub async fn serve(
         settings
     );
 
-    let routes = parts
-        .routes
-        .add_service(health_service)
+    let mut routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(hub);
+    let mut router = std::mem::take(routes.axum_router_mut());
+    for name in &parts.grpc_services {
+        router = router.route_service(&format!("/{name}/{{*rest}}"), deferred.clone());
+    }
+    *routes.axum_router_mut() = router;
 
     let layers = tower::ServiceBuilder::new()
         .layer(TraceLayer::new(parts.kind.name()))
@@ -238,9 +272,27 @@ pub async fn serve(
 
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
     let mut server = std::pin::pin!(server);
-    tokio::select! {
-        outcome = &mut server => return outcome.map_err(|error| error.to_string()),
-        _ = shared.shutdown.cancelled() => {}
+    let mut started = false;
+    loop {
+        tokio::select! {
+            outcome = &mut server => return outcome.map_err(|error| error.to_string()),
+            _ = shared.shutdown.cancelled() => break,
+            joined = &mut start, if !started => {
+                started = true;
+                let failure = match joined {
+                    Ok(Ok(_)) => {
+                        tracing::info!(service = parts.kind.name(), "started");
+                        continue;
+                    }
+                    Ok(Err(_)) | Err(_) if shared.shutdown.is_cancelled() => break,
+                    Ok(Err(error)) => error.to_string(),
+                    Err(error) => error.to_string(),
+                };
+                tracing::error!(service = parts.kind.name(), %failure, "the service cannot start");
+                shared.shutdown.cancel();
+                return Err(failure);
+            }
+        }
     }
     match tokio::time::timeout(grace, server).await {
         Ok(outcome) => outcome.map_err(|error| error.to_string())?,

@@ -64,7 +64,7 @@ impl JourneyApi {
                 profile_id.as_ref().is_none_or(|id| *id == event.profile_id)
                     && (journeys.is_empty() || journeys.contains(&changed.journey_id))
             },
-            |delivery| {
+            |delivery, cursor| {
                 let event = delivery.event;
                 let Some(Payload::StageChanged(changed)) = event.payload else {
                     return pb::WatchTransitionsResponse::default();
@@ -79,7 +79,7 @@ impl JourneyApi {
                         transition_time: event.occurred_at,
                         profile_id: event.profile_id,
                     }),
-                    cursor: delivery.position.to_string(),
+                    cursor,
                 }
             },
         );

@@ -24,12 +24,26 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// ([`FORGET_GROUP`]); the profile service starts it.
 pub struct ForgetErased {
     bus: Arc<dyn EventBus>,
+    outbox: Option<(sea_orm::DatabaseConnection, crate::outbox::Outbox)>,
 }
 
 impl ForgetErased {
     /// A handler deleting from `bus`.
     pub fn new(bus: Arc<dyn EventBus>) -> Self {
-        Self { bus }
+        Self { bus, outbox: None }
+    }
+
+    /// Also deletes the erasure event (and any other event about the
+    /// person) from the outbox that published it, once the bus forgot them:
+    /// until then it is kept, so that a bus that loses its log replays it
+    /// to every service that had yet to handle it.
+    pub fn with_outbox(
+        mut self,
+        db: sea_orm::DatabaseConnection,
+        outbox: crate::outbox::Outbox,
+    ) -> Self {
+        self.outbox = Some((db, outbox));
+        self
     }
 }
 
@@ -48,6 +62,9 @@ impl EventHandler for ForgetErased {
         let mut pause = Duration::from_millis(100);
         loop {
             if self.bus.forget(&profile_ids, FORGET_GROUP).await? {
+                if let Some((db, outbox)) = &self.outbox {
+                    outbox.forget(db, &profile_ids, None).await?;
+                }
                 tracing::info!(event_id = %event.event_id, "the bus forgot an erased person's events");
                 return Ok(());
             }

@@ -11,7 +11,7 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{EventBus, Position, topic_matches};
+use super::{Cursor, EventBus, Position, topic_matches};
 use crate::error::{Error, Violations};
 
 /// The largest number of topic filters one subscription may carry.
@@ -83,8 +83,8 @@ impl EventHubService for EventHub {
             self.shutdown.clone(),
             start,
             move |event| !event.topic.is_empty() && topic_matches(&topics, &event.topic),
-            |delivery| SubscribeResponse {
-                cursor: delivery.position.to_string(),
+            |delivery, cursor| SubscribeResponse {
+                cursor,
                 event: Some(delivery.event),
             },
         );
@@ -95,59 +95,98 @@ impl EventHubService for EventHub {
 }
 
 /// Where a listener starts: after `cursor` when it has one (OUT_OF_RANGE
-/// when events after it were trimmed), else at the oldest retained event or
-/// at the live end.
+/// when events after it were trimmed; from the start of the current log,
+/// skipping replays it saw, when the cursor is of a log the bus has since
+/// lost), else at the oldest retained event or at the live end.
 pub async fn start_position(
     bus: &dyn EventBus,
     cursor: &str,
     from_oldest: bool,
-) -> Result<Option<Position>, Error> {
+) -> Result<Cursor, Error> {
+    let generation = bus.generation().await?;
     if cursor.is_empty() {
-        if from_oldest {
-            Ok(None)
+        let position = if from_oldest {
+            Position::default()
         } else {
-            Ok(Some(bus.newest().await?))
-        }
-    } else {
-        let cursor: Position = cursor.parse()?;
-        bus.check_retained(cursor).await?;
-        Ok(Some(cursor))
+            bus.newest().await?
+        };
+        return Ok(Cursor {
+            generation: Some(generation),
+            position,
+            earlier: Vec::new(),
+        });
     }
+    let mut cursor: Cursor = cursor.parse()?;
+    match cursor.generation.take() {
+        Some(older) if older != generation => {
+            cursor.leave(older, cursor.position);
+            cursor.position = Position::default();
+        }
+        _ => bus.check_retained(cursor.position).await?,
+    }
+    cursor.generation = Some(generation);
+    Ok(cursor)
 }
 
-/// Follows the bus from `after`, sending each selected event, shaped by
-/// `shape`, to the returned receiver until the receiver is dropped or
-/// `shutdown` fires: the loop behind every server stream of events (the
-/// hub's `Subscribe`, journey's `WatchTransitions`). A slow reader gets
-/// backpressure: the bus is read no faster than the stream is drained.
+/// Follows the bus from `cursor`, sending each selected event, shaped by
+/// `shape` with the cursor to resume after it, to the returned receiver
+/// until the receiver is dropped or `shutdown` fires: the loop behind every
+/// server stream of events (the hub's `Subscribe`, journey's
+/// `WatchTransitions`). A slow reader gets backpressure: the bus is read no
+/// faster than the stream is drained. When the bus loses its log while a
+/// listener follows it, the listener goes on from the start of the new log,
+/// skipping the replays of events it had seen.
 pub fn follow<T: Send + 'static>(
     bus: Arc<dyn EventBus>,
     shutdown: CancellationToken,
-    mut after: Option<Position>,
+    mut cursor: Cursor,
     select: impl Fn(&cairn_contract::events::v1::ChangeEvent) -> bool + Send + 'static,
-    shape: impl Fn(super::Delivery) -> T + Send + 'static,
+    shape: impl Fn(super::Delivery, String) -> T + Send + 'static,
 ) -> tokio::sync::mpsc::Receiver<Result<T, Status>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(READ_BATCH);
     tokio::spawn(async move {
         loop {
+            let after = (cursor.position != Position::default()).then_some(cursor.position);
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = sender.closed() => break,
                 read = bus.read(after, READ_BATCH, READ_WAIT) => read,
             };
-            let deliveries = match read {
-                Ok(deliveries) => deliveries,
+            // What was read belongs to the generation the cursor names only
+            // if the log has not been lost meanwhile.
+            let read = match read {
+                Ok(deliveries) => bus.generation().await.map(|now| (deliveries, now)),
+                Err(error) => Err(error),
+            };
+            let (deliveries, now) = match read {
+                Ok(read) => read,
                 Err(error) => {
                     let _ = sender.send(Err(Status::from(error))).await;
                     break;
                 }
             };
+            if cursor.generation.as_deref() != Some(now.as_str()) {
+                if let Some(left) = cursor.generation.replace(now) {
+                    cursor.leave(left, cursor.position);
+                }
+                cursor.position = Position::default();
+                tracing::info!("the bus lost its log; a listener goes on from its replays");
+                continue;
+            }
             for delivery in deliveries {
-                after = Some(delivery.position);
+                cursor.position = delivery.position;
+                if delivery
+                    .origin
+                    .as_ref()
+                    .is_some_and(|origin| cursor.saw(origin))
+                {
+                    continue;
+                }
                 if !select(&delivery.event) {
                     continue;
                 }
-                if sender.send(Ok(shape(delivery))).await.is_err() {
+                let resume = cursor.to_string();
+                if sender.send(Ok(shape(delivery, resume))).await.is_err() {
                     return;
                 }
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cairn_contract::events::v1::ChangeEvent;
 use tokio::sync::Notify;
 
-use super::{Delivery, EventBus, Position};
+use super::{Delivery, EventBus, Origin, Position};
 use crate::error::{Error, Result};
 
 /// An event bus held in this process.
@@ -17,6 +17,8 @@ pub struct MemoryBus {
     state: Mutex<State>,
     published: Notify,
     retention: usize,
+    /// The log lives as long as the process: one generation.
+    generation: String,
 }
 
 #[derive(Default)]
@@ -41,6 +43,7 @@ impl MemoryBus {
             state: Mutex::new(State::default()),
             published: Notify::new(),
             retention: retention.max(1),
+            generation: uuid::Uuid::now_v7().simple().to_string(),
         }
     }
 
@@ -48,6 +51,28 @@ impl MemoryBus {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn append(&self, event: &ChangeEvent, origin: Option<Origin>) -> Position {
+        let mut state = self.lock();
+        state.next_sequence += 1;
+        let position = Position {
+            millis: 0,
+            sequence: state.next_sequence,
+        };
+        state.events.push_back(Delivery {
+            position,
+            event: event.clone(),
+            origin,
+        });
+        while state.events.len() > self.retention {
+            if let Some(trimmed) = state.events.pop_front() {
+                state.trimmed = Some(trimmed.position);
+            }
+        }
+        drop(state);
+        self.published.notify_waiters();
+        position
     }
 
     async fn wait_for<T>(
@@ -81,24 +106,15 @@ impl State {
 #[async_trait::async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, event: &ChangeEvent) -> Result<Position> {
-        let mut state = self.lock();
-        state.next_sequence += 1;
-        let position = Position {
-            millis: 0,
-            sequence: state.next_sequence,
-        };
-        state.events.push_back(Delivery {
-            position,
-            event: event.clone(),
-        });
-        while state.events.len() > self.retention {
-            if let Some(trimmed) = state.events.pop_front() {
-                state.trimmed = Some(trimmed.position);
-            }
-        }
-        drop(state);
-        self.published.notify_waiters();
-        Ok(position)
+        Ok(self.append(event, None))
+    }
+
+    async fn publish_replay(&self, event: &ChangeEvent, origin: &Origin) -> Result<Position> {
+        Ok(self.append(event, Some(origin.clone())))
+    }
+
+    async fn generation(&self) -> Result<String> {
+        Ok(self.generation.clone())
     }
 
     async fn read(

@@ -9,6 +9,7 @@
 //! between commit and publish loses nothing.
 
 mod consumer;
+mod cursor;
 mod forget;
 mod hub;
 mod memory;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use cairn_contract::events::v1::ChangeEvent;
 
 pub use self::consumer::{ConsumerOptions, EventHandler, spawn_consumer};
+pub use self::cursor::Cursor;
 pub use self::forget::{FORGET_GROUP, ForgetErased};
 pub use self::hub::{EventHub, follow, start_position};
 pub use self::memory::MemoryBus;
@@ -61,6 +63,18 @@ impl FromStr for Position {
     }
 }
 
+/// Where an event was first published: the bus generation (see
+/// [`EventBus::generation`]) and its position in that generation's log.
+/// A replay of the event after the log was lost carries it, so that a
+/// listener resuming from an older generation can tell what it saw already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The generation the event was first published in.
+    pub generation: String,
+    /// Its position in that generation's log.
+    pub position: Position,
+}
+
 /// One event read from the bus, with where it sits.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -68,6 +82,9 @@ pub struct Delivery {
     pub position: Position,
     /// The event.
     pub event: ChangeEvent,
+    /// Where the event was first published, when this is a replay from a
+    /// service's outbox after the log was lost; `None` for a first publication.
+    pub origin: Option<Origin>,
 }
 
 /// A log of change events with consumer groups.
@@ -75,6 +92,18 @@ pub struct Delivery {
 pub trait EventBus: Send + Sync + 'static {
     /// Appends `event`; returns its position.
     async fn publish(&self, event: &ChangeEvent) -> Result<Position>;
+
+    /// Appends `event` again, from a service's outbox, after the log that
+    /// held it was lost; `origin` says where it was first published.
+    async fn publish_replay(&self, event: &ChangeEvent, origin: &Origin) -> Result<Position>;
+
+    /// The log's generation: an id that stays the same for as long as the
+    /// log keeps its events, and changes when it loses them all (Redis
+    /// restarted without its data). Created on first use by whichever replica
+    /// asks first, in one atomic step. Events published in an older
+    /// generation than the current one are lost from the log and must be
+    /// replayed from the outboxes.
+    async fn generation(&self) -> Result<String>;
 
     /// Up to `max` events after `after` (from the oldest retained when `None`),
     /// waiting up to `wait` for one when there are none yet.

@@ -17,7 +17,7 @@ use redis::streams::{
     StreamReadReply,
 };
 
-use super::{Delivery, EventBus, Position};
+use super::{Delivery, EventBus, Origin, Position};
 use crate::error::{Error, Result};
 
 /// How often an empty read looks again while it waits.
@@ -28,6 +28,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub struct RedisBus {
     connection: ConnectionManager,
     key: String,
+    generation_key: String,
     retention: usize,
 }
 
@@ -37,6 +38,7 @@ impl RedisBus {
         Self {
             connection,
             key: format!("{prefix}events"),
+            generation_key: format!("{prefix}events:generation"),
             retention: retention.max(1),
         }
     }
@@ -44,8 +46,24 @@ impl RedisBus {
     fn decode(entry: &StreamId) -> Option<Delivery> {
         let position = entry.id.parse().ok()?;
         let bytes: Vec<u8> = entry.get("event")?;
+        let origin = match (
+            entry.get::<String>("origin_generation"),
+            entry
+                .get::<String>("origin_position")
+                .and_then(|text| text.parse::<Position>().ok()),
+        ) {
+            (Some(generation), Some(position)) => Some(Origin {
+                generation,
+                position,
+            }),
+            _ => None,
+        };
         match ChangeEvent::decode(bytes.as_slice()) {
-            Ok(event) => Some(Delivery { position, event }),
+            Ok(event) => Some(Delivery {
+                position,
+                event,
+                origin,
+            }),
             Err(error) => {
                 // Kept as an empty event so that consumers acknowledge it
                 // (no topic matches it) instead of reclaiming it forever.
@@ -53,6 +71,7 @@ impl RedisBus {
                 Some(Delivery {
                     position,
                     event: ChangeEvent::default(),
+                    origin,
                 })
             }
         }
@@ -102,6 +121,40 @@ impl EventBus for RedisBus {
             )
             .await?;
         id.parse()
+    }
+
+    async fn publish_replay(&self, event: &ChangeEvent, origin: &Origin) -> Result<Position> {
+        let mut connection = self.connection.clone();
+        let position = origin.position.to_string();
+        let id: String = connection
+            .xadd_maxlen(
+                &self.key,
+                StreamMaxlen::Approx(self.retention),
+                "*",
+                &[
+                    ("topic", event.topic.as_bytes()),
+                    ("event", event.encode_to_vec().as_slice()),
+                    ("origin_generation", origin.generation.as_bytes()),
+                    ("origin_position", position.as_bytes()),
+                ],
+            )
+            .await?;
+        id.parse()
+    }
+
+    async fn generation(&self) -> Result<String> {
+        // Set only when absent, then read: every replica gets the same id,
+        // and a Redis that lost its data gets a new one from whoever asks first.
+        let script = redis::Script::new(
+            "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])",
+        );
+        let mut connection = self.connection.clone();
+        let generation: String = script
+            .key(&self.generation_key)
+            .arg(uuid::Uuid::now_v7().simple().to_string())
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(generation)
     }
 
     async fn read(

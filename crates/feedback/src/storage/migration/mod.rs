@@ -11,7 +11,13 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261204_000001_create_feedback_tables::Migration)]
+        vec![
+            Box::new(m20261204_000001_create_feedback_tables::Migration),
+            Box::new(cairn_runtime::outbox::KeepPublishedEvents::new(
+                "m20261207_000100_keep_published_events",
+                "feedback_outbox",
+            )),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -17,6 +17,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_touchpoints::Migration),
             Box::new(m20261122_000002_add_customer_id::Migration),
             Box::new(m20261204_000003_create_journeys::Migration),
+            Box::new(cairn_runtime::outbox::KeepPublishedEvents::new(
+                "m20261207_000100_keep_published_events",
+                "journey_outbox",
+            )),
         ]
     }
 

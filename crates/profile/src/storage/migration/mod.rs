@@ -37,6 +37,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_add_audit_log::Migration),
             Box::new(m20261204_000011_index_groups_and_referrals_by_customer::Migration),
             Box::new(m20261207_000012_index_merges_by_merged_profile::Migration),
+            Box::new(cairn_runtime::outbox::KeepPublishedEvents::new(
+                "m20261207_000100_keep_published_events",
+                "profile_outbox",
+            )),
         ]
     }
 

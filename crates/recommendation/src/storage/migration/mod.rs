@@ -12,9 +12,13 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261204_000001_create_recommendation_tables::Migration,
-        )]
+        vec![
+            Box::new(m20261204_000001_create_recommendation_tables::Migration),
+            Box::new(cairn_runtime::outbox::KeepPublishedEvents::new(
+                "m20261207_000100_keep_published_events",
+                "recommendation_outbox",
+            )),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
