@@ -479,15 +479,17 @@ async fn a_customer_token_reaches_only_its_customers_data_on_every_rpc_it_may_ca
             .list_decisions(ListDecisionsRequest::default())
             .await,
     );
-    // Bob's touchpoint id re-sent as hers: a retry answer must not hand back his.
-    refused(
-        "bob's touchpoint id",
-        journey
-            .record_touchpoint(RecordTouchpointRequest {
-                touchpoint: Some(own_touchpoint("bob-visit")),
-            })
-            .await,
-    );
+    // Bob's touchpoint id re-sent as hers: her ids are her own namespace, so
+    // it is a new touchpoint of hers, never a retry answer handing back his.
+    let resent = journey
+        .record_touchpoint(RecordTouchpointRequest {
+            touchpoint: Some(own_touchpoint("bob-visit")),
+        })
+        .await
+        .expect("bob's touchpoint id is a new id of hers")
+        .into_inner();
+    assert!(!resent.duplicate, "bob's touchpoint id: {resent:?}");
+    assert_eq!(resent.touchpoint.unwrap().profile_id, alice.id);
     tries += 5;
     assert!(tries >= 70);
     println!("tries with other customers' data: {tries}, data handed out: 0");

@@ -12,3 +12,4 @@ mod oracles;
 mod raw;
 mod scopes;
 mod tls;
+mod touchpoint_ids;

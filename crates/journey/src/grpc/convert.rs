@@ -27,6 +27,32 @@ pub struct IncomingTouchpoint {
 }
 
 impl IncomingTouchpoint {
+    /// Keeps the id of a touchpoint sent with `customer`'s own token under
+    /// that customer (`<profile id>/<touchpoint id>`), so that ids form one
+    /// namespace per customer: a customer's front end can neither claim an
+    /// id another system will later send for someone else (which would then
+    /// be taken for a retry and dropped) nor learn, from how its own id is
+    /// answered, that another customer's touchpoint holds it. Retries from
+    /// the same customer still count once. The scoped id must fit the
+    /// store's 128 bytes, so such an id is at most 91 bytes.
+    pub fn scoped_to(mut self, field: &str, customer: Option<Uuid>) -> Result<Self> {
+        let Some(customer) = customer else {
+            return Ok(self);
+        };
+        let scoped = format!("{customer}/{}", self.id);
+        if scoped.len() > MAX_TOUCHPOINT_ID_BYTES {
+            return Err(Error::invalid(
+                format!("{field}.touchpoint_id"),
+                format!(
+                    "at most {} bytes with a customer's token, which keeps the id under the customer's profile id",
+                    MAX_TOUCHPOINT_ID_BYTES - customer.to_string().len() - 1
+                ),
+            ));
+        }
+        self.id = scoped;
+        Ok(self)
+    }
+
     /// The decision the touchpoint names (its `decision_id` property, which
     /// the recommendation service reads as an offer's outcome), if any.
     pub fn decision_id(&self) -> Option<&str> {

@@ -222,7 +222,8 @@ impl JourneyApi {
         field: &str,
         wire: pb::Touchpoint,
     ) -> cairn_runtime::Result<(crate::domain::Touchpoint, bool)> {
-        let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?;
+        let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?
+            .scoped_to(field, caller.customer())?;
         // A retry of a stored touchpoint is answered without asking the
         // profile service, and only to a caller who may see it.
         if let Some(stored) = self.store.find(&incoming.id).await? {
@@ -279,7 +280,9 @@ impl JourneyApi {
         let mut checked = Vec::with_capacity(wires.len());
         for (slot, wire) in wires.into_iter().enumerate() {
             let field = format!("touchpoints[{}]", first + slot as i64);
-            match convert::IncomingTouchpoint::from_proto(&field, wire, now) {
+            match convert::IncomingTouchpoint::from_proto(&field, wire, now)
+                .and_then(|incoming| incoming.scoped_to(&field, caller.customer()))
+            {
                 Ok(incoming) => checked.push((slot, field, incoming)),
                 Err(error) => outcomes[slot] = Some(Err(error)),
             }
