@@ -250,6 +250,8 @@ async fn too_many_items_and_huge_maps_are_refused_before_any_work() {
 #[derive(Clone, Default)]
 struct SilentProfiles {
     deadlines: Arc<std::sync::Mutex<Vec<Option<Duration>>>>,
+    /// The client each call said it was for (`cairn-on-behalf-of-bin`, decoded).
+    on_behalf_of: Arc<std::sync::Mutex<Vec<Option<String>>>>,
 }
 
 impl tonic::server::NamedService for SilentProfiles {
@@ -275,6 +277,11 @@ impl tower::Service<http::Request<tonic::body::Body>> for SilentProfiles {
             .and_then(|value| value.to_str().ok())
             .and_then(cairn_runtime::deadline::parse_grpc_timeout);
         self.deadlines.lock().unwrap().push(deadline);
+        let client = tonic::metadata::MetadataMap::from_headers(request.headers().clone())
+            .get_bin(cairn_runtime::caller::ON_BEHALF_OF)
+            .and_then(|value| value.to_bytes().ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        self.on_behalf_of.lock().unwrap().push(client);
         Box::pin(async {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok(tonic::Status::unavailable("never").into_http())
@@ -446,5 +453,354 @@ async fn a_stream_faster_than_the_store_is_held_back_not_buffered() {
     drop(acks);
     drop(client);
     postgres.set_latency(Duration::ZERO);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_names_its_callers_client_in_the_calls_it_makes_to_others() {
+    let profiles = SilentProfiles::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(profiles.clone())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Journey],
+        adjust: Box::new(move |settings| {
+            settings.profile_addr = Some(format!("http://{address}"));
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut request = tonic::Request::new(RecordTouchpointRequest {
+        touchpoint: Some(touchpoint(
+            "on-behalf-1",
+            identifier(IdentifierType::CookieId, "on-behalf-visitor"),
+            Channel::Web,
+            TouchpointType::PageView,
+            1,
+            &[],
+        )),
+    });
+    request.set_timeout(Duration::from_millis(500));
+    // The harness's token names the subject "test".
+    let _ = app.journey().await.record_touchpoint(request).await;
+    let seen = profiles.on_behalf_of.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty(),
+        "the journey service called the profile service"
+    );
+    for client in &seen {
+        assert_eq!(
+            client.as_deref(),
+            Some("subject test"),
+            "every peer call names the client it is for"
+        );
+    }
+    app.stop().await;
+    server.abort();
+}
+
+/// A profile client whose token names `subject` with `scopes`, and whose
+/// calls carry `on_behalf_of` as the client they are for, when given.
+async fn profile_client_for(
+    app: &TestApp,
+    token: &str,
+    on_behalf_of: Option<&str>,
+) -> ProfileServiceClient<InterceptedService<tonic::transport::Channel, NamesClient>> {
+    ProfileServiceClient::new(InterceptedService::new(
+        app.channel(ServiceKind::Profile).await,
+        NamesClient {
+            authorization: format!("Bearer {token}"),
+            on_behalf_of: on_behalf_of.map(str::to_string),
+        },
+    ))
+}
+
+/// Sends a bearer token and, when set, the client a call says it is for.
+#[derive(Clone)]
+struct NamesClient {
+    authorization: String,
+    on_behalf_of: Option<String>,
+}
+
+impl tonic::service::Interceptor for NamesClient {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.parse().unwrap());
+        if let Some(client) = &self.on_behalf_of {
+            request.metadata_mut().insert_bin(
+                cairn_runtime::caller::ON_BEHALF_OF,
+                tonic::metadata::MetadataValue::from_bytes(client.as_bytes()),
+            );
+        }
+        Ok(request)
+    }
+}
+
+#[tokio::test]
+async fn a_services_call_counts_against_its_client_and_no_client_can_name_another() {
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Profile],
+        adjust: Box::new(|settings| settings.client_max_in_flight = 2),
+        ..Default::default()
+    })
+    .await;
+    // The client "test" (the harness's token) holds two calls open: its limit.
+    let (first, first_call) = app.hold_create_profile_call().await;
+    let (second, second_call) = app.hold_create_profile_call().await;
+
+    // A Cairn service's own token, as the recommendation service presents it.
+    let service =
+        cairn_runtime::auth::ServiceCredentials::from_settings(&app.settings, "recommendation")
+            .authorization()
+            .unwrap();
+    let service = service.trim_start_matches("Bearer ").to_string();
+    let status = profile_client_for(&app, &service, Some("subject test"))
+        .await
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "a service's call for a client over its limit is that client's: {status:?}"
+    );
+    assert!(
+        status.message().starts_with("subject test already has"),
+        "{}",
+        status.message()
+    );
+    profile_client_for(&app, &service, None)
+        .await
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .expect("the service's own calls have their own allowance");
+    profile_client_for(&app, &service, Some("subject someone-else"))
+        .await
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .expect("a call for another client counts against that client");
+
+    // An ordinary client cannot spend another's allowance by naming it ...
+    let mallory = cairn_runtime::auth::mint_token(
+        &SecretString::from(TEST_KEY),
+        "mallory",
+        &["profile.read"],
+        Duration::from_secs(600),
+        None,
+        None,
+    )
+    .unwrap();
+    profile_client_for(&app, &mallory, Some("subject test"))
+        .await
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .expect("a client naming another client is counted as itself");
+    // ... nor escape its own limit by naming someone else.
+    let test = app.token(&["profile.read"]);
+    let status = profile_client_for(&app, &test, Some("subject someone-else"))
+        .await
+        .list_profiles(ListProfilesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().starts_with("subject test already has"),
+        "{}",
+        status.message()
+    );
+
+    drop(first);
+    drop(second);
+    let _ = first_call.await;
+    let _ = second_call.await;
+    app.stop().await;
+}
+
+/// The `per_mille`th latency of `sorted`, in milliseconds.
+fn percentile_ms(sorted: &[Duration], per_mille: usize) -> f64 {
+    let index = (sorted.len() * per_mille / 1000).min(sorted.len() - 1);
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// `count` GetProfile calls of the client `victim`, one after another, each
+/// with a deadline of `deadline`; their latencies and their errors.
+async fn read_profiles(
+    app: &TestApp,
+    profile_id: &str,
+    count: usize,
+    deadline: Duration,
+) -> (Vec<Duration>, Vec<tonic::Status>) {
+    use cairn_contract::common::v1::{CustomerRef, customer_ref};
+    use cairn_contract::profile::v1::GetProfileRequest;
+    let mut victim = profile_client_of(app, "victim").await;
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..count {
+        let mut request = tonic::Request::new(GetProfileRequest {
+            customer: Some(CustomerRef {
+                customer: Some(customer_ref::Customer::ProfileId(profile_id.into())),
+            }),
+            ..Default::default()
+        });
+        request.set_timeout(deadline);
+        let started = tokio::time::Instant::now();
+        match victim.get_profile(request).await {
+            Ok(_) => latencies.push(started.elapsed()),
+            Err(status) => errors.push(status),
+        }
+    }
+    latencies.sort();
+    (latencies, errors)
+}
+
+#[tokio::test]
+async fn a_flood_of_decisions_slows_its_sender_not_another_clients_profile_reads() {
+    use cairn_contract::common::v1::{CustomerRef, customer_ref};
+    use cairn_contract::recommendation::v1::recommendation_service_client::RecommendationServiceClient;
+    use cairn_contract::recommendation::v1::{
+        Action, ActionKind, CreateActionRequest, DecideRequest,
+    };
+
+    const FLOODERS: usize = 320;
+    let app = spawn_app_with(Options {
+        services: vec![ServiceKind::Profile, ServiceKind::Recommendation],
+        ..Default::default()
+    })
+    .await;
+    let open_limit = app.settings.client_max_in_flight;
+    let victim_profile = app
+        .create_profile(
+            vec![identifier(IdentifierType::CrmId, "victim-1")],
+            &[("plan", "gold")],
+        )
+        .await;
+    let flooded_profile = app
+        .create_profile(
+            vec![identifier(IdentifierType::CrmId, "flooded-1")],
+            &[("plan", "gold")],
+        )
+        .await;
+    let mut catalogue = RecommendationServiceClient::new(
+        app.authed(ServiceKind::Recommendation, &["recommendation.write"])
+            .await,
+    );
+    catalogue
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "flood-offer".into(),
+                name: "An offer".into(),
+                kind: ActionKind::Service as i32,
+                category: "care".into(),
+                channels: vec![Channel::Web as i32],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let victim_deadline = Duration::from_secs(2);
+    let (baseline, baseline_errors) =
+        read_profiles(&app, &victim_profile, 200, victim_deadline).await;
+    assert!(baseline_errors.is_empty(), "{baseline_errors:?}");
+
+    // The flooder: more Decide calls at once than its open-call limit, over
+    // two connections (one connection carries at most 256 streams at once).
+    let flood_token = cairn_runtime::auth::mint_token(
+        &SecretString::from(TEST_KEY),
+        "flooder",
+        &["recommendation.decide"],
+        Duration::from_secs(600),
+        None,
+        None,
+    )
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<tonic::Status>::new()));
+    let other = Arc::new(std::sync::Mutex::new(Vec::<tonic::Status>::new()));
+    let mut flood = Vec::new();
+    let connections = [
+        app.with_token(ServiceKind::Recommendation, &flood_token)
+            .await,
+        app.with_token(ServiceKind::Recommendation, &flood_token)
+            .await,
+    ];
+    for flooder in 0..FLOODERS {
+        let mut client = RecommendationServiceClient::new(connections[flooder % 2].clone());
+        let (stop, served, refused, other) =
+            (stop.clone(), served.clone(), refused.clone(), other.clone());
+        let profile_id = flooded_profile.clone();
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let request = DecideRequest {
+                    customer: Some(CustomerRef {
+                        customer: Some(customer_ref::Customer::ProfileId(profile_id.clone())),
+                    }),
+                    channel: Channel::Web as i32,
+                    max_actions: 1,
+                    ..Default::default()
+                };
+                match client.decide(request).await {
+                    Ok(_) => {
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(status) if status.code() == Code::ResourceExhausted => {
+                        refused.lock().unwrap().push(status);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(status) => other.lock().unwrap().push(status),
+                }
+            }
+        }));
+    }
+    // The flood builds up before the victim reads.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (during, during_errors) = read_profiles(&app, &victim_profile, 200, victim_deadline).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in flood {
+        let _ = task.await;
+    }
+    let refused = refused.lock().unwrap().clone();
+    let other = other.lock().unwrap().clone();
+    eprintln!(
+        "victim GetProfile alone: p50 {:.1} ms, p99 {:.1} ms; while {FLOODERS} Decide calls at \
+         once flood recommendation (open-call limit {open_limit}): p50 {:.1} ms, p99 {:.1} ms, \
+         errors {}; flooder served {}, refused with RESOURCE_EXHAUSTED {}, other errors {}",
+        percentile_ms(&baseline, 500),
+        percentile_ms(&baseline, 990),
+        percentile_ms(&during, 500),
+        percentile_ms(&during, 990),
+        during_errors.len(),
+        served.load(Ordering::SeqCst),
+        refused.len(),
+        other.len(),
+    );
+    assert!(
+        during_errors.is_empty(),
+        "the victim is served within its {victim_deadline:?} deadline throughout the flood: {:?}",
+        &during_errors[..during_errors.len().min(3)]
+    );
+    assert!(
+        served.load(Ordering::SeqCst) > 0,
+        "the flooder is served, slowly"
+    );
+    assert!(
+        !refused.is_empty(),
+        "the flooder is refused once over its open calls"
+    );
+    assert!(
+        refused[0].message().contains("subject flooder"),
+        "{}",
+        refused[0].message()
+    );
     app.stop().await;
 }

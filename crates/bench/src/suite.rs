@@ -65,6 +65,8 @@ impl BenchSuite {
         // The load generator is one client standing for many: the per-client
         // limit of open calls would refuse its deliberate overload.
         settings.client_max_in_flight = 1_000_000;
+        // Nor should its calls wait for one client's share of the replica.
+        settings.client_share = Some(0);
         settings.metrics_port = 0;
         adjust(&mut settings);
         let suite = Suite::start(settings, services, CancellationToken::new())

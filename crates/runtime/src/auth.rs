@@ -151,6 +151,18 @@ impl Principal {
         }
     }
 
+    /// True when a verified token (not authentication switched off) of a
+    /// system, not a customer's, grants `scope`: for privileges that must
+    /// never follow from authentication being off, such as naming the
+    /// client a service calls for (`caller.rs`).
+    pub fn is_verified_with(&self, scope: &str) -> bool {
+        self.customer.is_none()
+            && self
+                .scopes
+                .as_ref()
+                .is_some_and(|scopes| scopes.contains(scope))
+    }
+
     /// True when the caller holds `scope` (always, with authentication off).
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes
@@ -421,6 +433,7 @@ const SERVICE_SCOPES: &[&str] = &[
     "recommendation.outcome",
     "feedback.read",
     "feedback.write",
+    crate::caller::DELEGATE_SCOPE,
 ];
 
 impl ServiceCredentials {

@@ -271,10 +271,19 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_MAX_IN_FLIGHT", default_value_t = 2048)]
     pub max_in_flight: usize,
     /// Calls one client (a token's subject, or an IP address with
-    /// authentication off) may have open at once on one replica, streams
-    /// until they end; more are answered RESOURCE_EXHAUSTED. 0: no limit.
+    /// authentication off; a Cairn service's call for a client counts as
+    /// that client's) may have open at once on one replica, waiting or at
+    /// work, streams until they end; more are answered RESOURCE_EXHAUSTED.
+    /// 0: no limit.
     #[arg(long, env = "CAIRN_CLIENT_MAX_IN_FLIGHT", default_value_t = 256)]
     pub client_max_in_flight: usize,
+    /// Calls of one client a replica works on at once while it is busy (as
+    /// many calls at work as its database pool has connections); the
+    /// client's further calls wait their turn within their deadline while
+    /// other clients' calls start at once. Unset: half the database pool,
+    /// rounded up; 0: no limit.
+    #[arg(long, env = "CAIRN_CLIENT_SHARE")]
+    pub client_share: Option<usize>,
     /// Calls one client may start per second on one replica, on average;
     /// more are answered RESOURCE_EXHAUSTED with a retry delay. 0: no limit.
     #[arg(long, env = "CAIRN_CLIENT_RATE_PER_SECOND", default_value_t = 0)]
@@ -294,6 +303,27 @@ pub struct Settings {
     /// are exported there when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Which traces are recorded and exported, by OpenTelemetry's sampler
+    /// names: `parentbased_always_on` (the default: every trace, and the
+    /// caller's decision when it sent one), `always_on`, `always_off`,
+    /// `traceidratio`, `parentbased_always_off`, `parentbased_traceidratio`.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_always_on"
+    )]
+    pub traces_sampler: TracesSampler,
+    /// The share of traces the ratio samplers keep, from 0 to 1.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub traces_sampler_arg: f64,
+    /// Which spans are exported as traces, in `RUST_LOG`'s syntax but apart
+    /// from it: quieter logs never switch tracing off.
+    #[arg(
+        long,
+        env = "CAIRN_TRACES_FILTER",
+        default_value = crate::telemetry::DEFAULT_TRACES_FILTER
+    )]
+    pub traces_filter: String,
     /// Port of the Prometheus `/metrics` endpoint; 0 switches it off.
     #[arg(long, env = "CAIRN_METRICS_PORT", default_value_t = 9464)]
     pub metrics_port: u16,
@@ -315,6 +345,37 @@ pub enum ClientAuth {
     Required,
     /// A certificate is checked when presented; callers without one get in.
     Optional,
+}
+
+/// OpenTelemetry's samplers, by the names `OTEL_TRACES_SAMPLER` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TracesSampler {
+    /// Every trace.
+    #[value(name = "always_on")]
+    AlwaysOn,
+    /// No trace.
+    #[value(name = "always_off")]
+    AlwaysOff,
+    /// The share of traces `OTEL_TRACES_SAMPLER_ARG` says, by trace id.
+    #[value(name = "traceidratio")]
+    TraceIdRatio,
+    /// The caller's decision when it sent one, else every trace.
+    #[value(name = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
+    /// The caller's decision when it sent one, else none.
+    #[value(name = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    /// The caller's decision when it sent one, else the share `OTEL_TRACES_SAMPLER_ARG` says.
+    #[value(name = "parentbased_traceidratio")]
+    ParentBasedTraceIdRatio,
+}
+
+/// A sampler ratio: a number from 0 to 1.
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{value} is not a ratio from 0 to 1")),
+    }
 }
 
 /// How logs are written.
@@ -450,5 +511,15 @@ mod tests {
             "http://127.0.0.1:50051"
         );
         assert!(!settings.auth_disabled);
+        assert_eq!(settings.traces_sampler, TracesSampler::ParentBasedAlwaysOn);
+        assert_eq!(settings.traces_sampler_arg, 1.0);
+    }
+
+    #[test]
+    fn sampler_ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("half").is_err());
     }
 }

@@ -10,6 +10,8 @@
 //! - [`limits`]: load shedding, per-client limits and the status of oversized messages.
 //! - [`breaker`]: failing fast while a service's database is down.
 //! - [`deadline`]: call deadlines, answered and passed on to peer calls.
+//! - [`caller`]: the client a call is for, passed on to peer calls.
+//! - [`share`]: each client's fair share of a busy replica's work.
 //! - [`server`]: serving a service with health, reflection and the event hub.
 //! - [`starting`]: listening before the stores answer, starting when they do.
 //! - [`peer`]: gRPC clients for service-to-service calls.
@@ -24,6 +26,7 @@
 pub mod auth;
 pub mod breaker;
 pub mod bus;
+pub mod caller;
 pub mod common;
 pub mod config;
 pub mod deadline;
@@ -36,6 +39,7 @@ pub mod pagination;
 pub mod peer;
 pub mod rules;
 pub mod server;
+pub mod share;
 pub mod starting;
 pub mod storage;
 pub mod telemetry;

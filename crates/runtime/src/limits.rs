@@ -1,6 +1,6 @@
 //! Limits every server applies: load shedding of calls beyond a bound,
-//! per-client limits on open calls and call rate, and the status a caller
-//! sees for an oversized message.
+//! per-client limits on open calls and call rate, each client's share of a
+//! busy replica's work, and the status a caller sees for an oversized message.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -151,7 +151,8 @@ where
 
 /// How much one client may ask of one replica: calls open at once and calls
 /// per second. A client is the token's subject, or the peer's IP address
-/// when authentication is off. Each replica counts on its own (a limit that
+/// when authentication is off; a call a Cairn service makes for a client
+/// counts against that client (`caller.rs`). Each replica counts on its own (a limit that
 /// needed Redis on every call would make every call fail with Redis), so a
 /// client reaching N replicas gets up to N times the figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,15 +177,17 @@ impl ClientQuota {
 }
 
 type KeyedLimiter = governor::RateLimiter<
-    String,
-    governor::state::keyed::DefaultKeyedStateStore<String>,
+    Arc<str>,
+    governor::state::keyed::DefaultKeyedStateStore<Arc<str>>,
     governor::clock::DefaultClock,
 >;
 
 /// Answers calls beyond a client's [`ClientQuota`] with RESOURCE_EXHAUSTED
 /// (the client's own quota is used up; other clients are served), with a
-/// `RetryInfo` detail saying when to try again. Runs after authentication,
-/// which names the client.
+/// `RetryInfo` detail saying when to try again, and holds a client's calls
+/// beyond its share of a busy replica until their turn (`share.rs`). Runs
+/// after authentication, which names the client, and after the deadline,
+/// which bounds the wait.
 #[derive(Clone)]
 pub struct ClientLimitLayer {
     inner: Arc<ClientLimitState>,
@@ -194,12 +197,13 @@ struct ClientLimitState {
     quota: ClientQuota,
     rate: Option<KeyedLimiter>,
     clock: governor::clock::DefaultClock,
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    open: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
+    shares: crate::share::WorkShares,
 }
 
 impl ClientLimitLayer {
-    /// Limits by `quota`.
-    pub fn new(quota: ClientQuota) -> Self {
+    /// Limits by `quota`, and shares the replica's work by `share`.
+    pub fn new(quota: ClientQuota, share: crate::share::ShareQuota) -> Self {
         let rate = std::num::NonZeroU32::new(quota.rate_per_second).map(|rate| {
             let burst = std::num::NonZeroU32::new(quota.burst).unwrap_or(rate);
             KeyedLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst))
@@ -209,6 +213,7 @@ impl ClientLimitLayer {
             rate,
             clock: governor::clock::DefaultClock::default(),
             open: std::sync::Mutex::new(std::collections::HashMap::new()),
+            shares: crate::share::WorkShares::new(share),
         });
         Self { inner: state }
     }
@@ -244,25 +249,10 @@ pub struct ClientLimit<S> {
     layer: ClientLimitLayer,
 }
 
-/// Who a call comes from, for the per-client limits.
-fn client_of<B>(request: &http::Request<B>) -> String {
-    if let Some(principal) = request.extensions().get::<crate::auth::Principal>()
-        && principal.subject != crate::auth::Principal::unrestricted().subject
-    {
-        return format!("subject {}", principal.subject);
-    }
-    request
-        .extensions()
-        .get::<tonic::transport::server::TcpConnectInfo>()
-        .and_then(|info| info.remote_addr())
-        .map(|address| format!("address {}", address.ip()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// A call that counts against its client's open calls until it is dropped.
 struct OpenCall {
     state: Arc<ClientLimitState>,
-    client: String,
+    client: Arc<str>,
 }
 
 impl Drop for OpenCall {
@@ -272,10 +262,10 @@ impl Drop for OpenCall {
             .open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
+        if let Some(count) = open.get_mut(&*self.client) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.client);
+                open.remove(&*self.client);
             }
         }
     }
@@ -331,6 +321,7 @@ fn exhausted(
 impl<S, B> tower::Service<http::Request<B>> for ClientLimit<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -346,20 +337,22 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let state = self.layer.inner.clone();
-        if state.rate.is_none() && state.quota.max_in_flight == 0 {
-            return Box::pin(self.inner.call(request));
-        }
-        let client = client_of(&request);
+        let client = crate::caller::Client::of(&request);
+        // The service that was made ready is the one that takes the call,
+        // once the call's turn comes.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
         if let Some(rate) = &state.rate
-            && let Err(not_until) = rate.check_key(&client)
+            && let Err(not_until) = rate.check_key(&client.origin)
         {
             use governor::clock::Clock;
             let wait = not_until.wait_time_from(state.clock.now());
             self.layer.forget_idle();
+            let key = client.origin;
             return Box::pin(async move {
                 Ok(exhausted(
                     format!(
-                        "{client} is over its rate of {} calls per second; retry after the delay given",
+                        "{key} is over its rate of {} calls per second; retry after the delay given",
                         state.quota.rate_per_second
                     ),
                     Some(wait),
@@ -373,13 +366,15 @@ where
                 .open
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let count = open.entry(client.clone()).or_default();
+            let count = open.entry(client.origin.clone()).or_default();
             if *count >= state.quota.max_in_flight {
                 let limit = state.quota.max_in_flight;
+                drop(open);
+                let key = client.origin;
                 return Box::pin(async move {
                     Ok(exhausted(
                         format!(
-                            "{client} already has {limit} calls open, its limit; finish some first"
+                            "{key} already has {limit} calls open, its limit; finish some first"
                         ),
                         None,
                     ))
@@ -389,13 +384,23 @@ where
             drop(open);
             Some(OpenCall {
                 state: state.clone(),
-                client,
+                client: client.origin.clone(),
             })
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
+        let origin = client.origin.clone();
+        Box::pin(crate::caller::serving(origin, async move {
+            // Calls over the client's share of a busy replica wait their
+            // turn here (within their deadline), still counted as open; a
+            // call a service makes for the client was held to the client's
+            // share where it started.
+            let slot = match client.through {
+                None => state.shares.enter(client.origin).await,
+                Some(_) => state.shares.enter_now(client.origin),
+            };
+            let response = inner.call(request).await;
+            drop(slot);
+            let response = response?;
             Ok(response.map(|inner| tonic::body::Body::new(CountedBody { inner, call })))
-        })
+        }))
     }
 }

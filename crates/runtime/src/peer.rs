@@ -1,7 +1,7 @@
 //! Calls from one Cairn service to another: through gRPC clients configured
 //! by address (never in-process shortcuts, so services scale and deploy
-//! apart), with a deadline on every call, the caller's trace context and the
-//! service's own token (and client certificate, with TLS on), and retries
+//! apart), with a deadline on every call, the caller's trace context, the
+//! client the call is for (`caller.rs`) and the service's own token (and client certificate, with TLS on), and retries
 //! when the peer is UNAVAILABLE.
 
 use std::future::Future;
@@ -21,8 +21,8 @@ const ATTEMPTS: u32 = 3;
 /// A channel to a peer service, wrapped with [`PeerInterceptor`].
 pub type PeerChannel = InterceptedService<Channel, PeerInterceptor>;
 
-/// Adds the trace context, the service's token and the deadline to every
-/// outgoing call.
+/// Adds the trace context, the client the call is for, the service's token
+/// and the deadline to every outgoing call.
 #[derive(Clone)]
 pub struct PeerInterceptor {
     credentials: ServiceCredentials,
@@ -32,6 +32,9 @@ pub struct PeerInterceptor {
 impl Interceptor for PeerInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         crate::telemetry::inject_trace_context(request.metadata_mut());
+        // The client the call being handled is for, so that the peer's
+        // per-client limits count this call against that client.
+        crate::caller::inject(request.metadata_mut());
         if let Some(authorization) = self.credentials.authorization() {
             let value = authorization
                 .parse()

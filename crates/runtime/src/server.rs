@@ -21,6 +21,7 @@ use crate::config::{ServiceKind, Settings};
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
 use crate::limits::{ClientLimitLayer, ClientQuota, MessageSizeStatusLayer, ShedLayer};
+use crate::share::ShareQuota;
 use crate::starting::{Deferred, StartedReadiness};
 use crate::telemetry::TraceLayer;
 
@@ -239,9 +240,14 @@ pub async fn serve(
         .layer(MessageSizeStatusLayer)
         .layer(ShedLayer::new(settings.max_in_flight))
         .layer(AuthLayer::new(shared.verifier.clone(), scopes))
-        .layer(ClientLimitLayer::new(ClientQuota::from_settings(settings)))
-        .layer(FailFastLayer::new(breaker, &parts.grpc_services))
+        // Before the client limits: a call waiting for its client's turn
+        // waits within its deadline.
         .layer(DeadlineLayer::new(settings.default_deadline()))
+        .layer(ClientLimitLayer::new(
+            ClientQuota::from_settings(settings),
+            ShareQuota::from_settings(settings),
+        ))
+        .layer(FailFastLayer::new(breaker, &parts.grpc_services))
         .into_inner();
 
     let address = listener.local_addr().map_err(|error| error.to_string())?;

@@ -13,14 +13,14 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, Settings, TracesSampler};
 
 /// Keeps the tracer provider alive; dropping it flushes spans still buffered.
 pub struct TelemetryGuard {
@@ -37,11 +37,19 @@ impl Drop for TelemetryGuard {
 
 /// Installs logging and tracing for the process. `service_name` becomes the
 /// OpenTelemetry `service.name` ("cairn" when one process runs every service).
+/// Logs pass `RUST_LOG`; spans exported as traces pass the traces filter and
+/// the sampler of their own settings, so that quieter logs never switch
+/// tracing off.
 pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, String> {
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_string())
         .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler(
+            settings.traces_sampler,
+            settings.traces_sampler_arg,
+        ));
     if let Some(endpoint) = &settings.otlp_endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -51,24 +59,65 @@ pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, S
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
-    install(provider.clone(), settings.log_format)?;
+    let traces = EnvFilter::try_new(&settings.traces_filter).map_err(|error| {
+        format!(
+            "CAIRN_TRACES_FILTER {:?} is not a filter: {error}",
+            settings.traces_filter
+        )
+    })?;
+    install_filtered(
+        provider.clone(),
+        settings.log_format,
+        log_filter(),
+        traces,
+        std::io::stdout,
+    )?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` names, with `ratio` its argument.
+pub fn sampler(kind: TracesSampler, ratio: f64) -> Sampler {
+    match kind {
+        TracesSampler::AlwaysOn => Sampler::AlwaysOn,
+        TracesSampler::AlwaysOff => Sampler::AlwaysOff,
+        TracesSampler::TraceIdRatio => Sampler::TraceIdRatioBased(ratio),
+        TracesSampler::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TracesSampler::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TracesSampler::ParentBasedTraceIdRatio => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
 }
 
 /// The log filter unless `RUST_LOG` says otherwise.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
 
-/// Installs `provider` as the process's tracer, with logs in `format`.
-/// Tests call it with a provider that records spans in memory.
-pub fn install(provider: SdkTracerProvider, format: LogFormat) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    install_with(provider, format, filter, std::io::stdout)
+/// The spans exported as traces unless `CAIRN_TRACES_FILTER` says
+/// otherwise: every call's server span and the work inside it at info,
+/// whatever `RUST_LOG` lets into the logs.
+pub const DEFAULT_TRACES_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn";
+
+/// `RUST_LOG`, or the default log filter when it is unset or not a filter.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
 }
 
 /// Installs `provider` as the process's tracer, with logs in `format`
-/// passing `filter` written to `writer`: what tests use to capture the logs
-/// and search them for personal data.
+/// passing `RUST_LOG` and spans exported as the default traces filter says.
+pub fn install(provider: SdkTracerProvider, format: LogFormat) -> Result<(), String> {
+    install_filtered(
+        provider,
+        format,
+        log_filter(),
+        EnvFilter::new(DEFAULT_TRACES_FILTER),
+        std::io::stdout,
+    )
+}
+
+/// Installs `provider` as the process's tracer, with logs in `format`
+/// passing `filter` written to `writer`, and spans exported when they pass
+/// the same filter: what tests use to capture the logs and search them (and
+/// every span the logs would show) for personal data.
 pub fn install_with<W>(
     provider: SdkTracerProvider,
     format: LogFormat,
@@ -78,10 +127,28 @@ pub fn install_with<W>(
 where
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
 {
+    let traces = EnvFilter::try_new(filter.to_string())
+        .map_err(|error| format!("the log filter does not parse again: {error}"))?;
+    install_filtered(provider, format, filter, traces, writer)
+}
+
+/// Installs `provider` as the process's tracer: logs in `format` passing
+/// `logs` written to `writer`, and spans exported when they pass `traces`.
+/// Each filter belongs to its own layer, so neither narrows the other.
+pub fn install_filtered<W>(
+    provider: SdkTracerProvider,
+    format: LogFormat,
+    logs: EnvFilter,
+    traces: EnvFilter,
+    writer: W,
+) -> Result<(), String>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("cairn");
-    let logs = match format {
+    let log_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(false)
@@ -90,9 +157,12 @@ where
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(log_layer.with_filter(logs))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(traces),
+        )
         .try_init()
         .map_err(|error| format!("telemetry is already installed: {error}"))
 }
@@ -122,9 +192,16 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-/// Writes the current span's trace context into outgoing call metadata.
+/// Writes the trace context into outgoing call metadata: the current
+/// span's when the traces filter lets it through, else that of the nearest
+/// span it did let through (the context the OpenTelemetry layer
+/// activated): a span only the logs show must not cut the trace.
 pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
-    let context = tracing::Span::current().context();
+    use opentelemetry::trace::TraceContextExt;
+    let mut context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        context = opentelemetry::Context::current();
+    }
     TraceContextPropagator::new().inject_context(&context, &mut MetadataInjector(metadata));
 }
 
