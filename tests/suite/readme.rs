@@ -40,7 +40,7 @@ const PRODUCTION_TRIAL: &str = "A production-like trial";
 const README_PORTS: [u16; 4] = [50051, 50052, 50053, 50054];
 
 /// The production trial's database and Redis URLs as the README writes them.
-const README_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cairn";
+const README_DATABASE_URL: &str = "postgres://cairn:change-me@127.0.0.1:5432/cairn";
 const README_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// How long one run of README blocks may take.
@@ -495,6 +495,13 @@ async fn the_readme_production_like_trial_runs_on_postgres_and_redis_with_authen
         .iter()
         .map(|service| (*service, free_port()))
         .collect();
+    let text: String = blocks.iter().map(|block| block.text.as_str()).collect();
+    for written in [README_DATABASE_URL, README_REDIS_URL, "127.0.0.1:50051"] {
+        assert!(
+            text.contains(written),
+            "the production-like trial no longer writes {written}: change the test's rewrites with it"
+        );
+    }
     let mut rewrites = port_rewrites(&ports);
     rewrites.push((README_DATABASE_URL.into(), database.url.clone()));
     rewrites.push((README_REDIS_URL.into(), redis_url()));
