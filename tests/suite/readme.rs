@@ -40,7 +40,7 @@ const PRODUCTION_TRIAL: &str = "A production-like trial";
 const README_PORTS: [u16; 4] = [50051, 50052, 50053, 50054];
 
 /// The production trial's database and Redis URLs as the README writes them.
-const README_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cairn";
+const README_DATABASE_URL: &str = "postgres://cairn:change-me@127.0.0.1:5432/cairn";
 const README_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// How long one run of README blocks may take.
@@ -307,13 +307,16 @@ async fn run(
              README.md line {readme_line}, in the block under \"## {}\" at line {}:\n{}\n\n\
              failed: {failed}\n\n\
              grpcurl and the shell said (stderr, last lines):\n{}\n\n\
-             printed (stdout, last lines):\n{}",
+             printed (stdout, last lines):\n{}{}",
             output.status,
             block.map(|block| block.section.as_str()).unwrap_or(""),
             block.map(|block| block.first_line).unwrap_or(0),
             block.map(|block| block.text.as_str()).unwrap_or(""),
             tail(&stderr, 40),
             tail(&stdout, 40),
+            std::fs::read_to_string(folder.join("cairn.log"))
+                .map(|log| format!("\n\ncairn.log (last lines):\n{}", tail(&log, 30)))
+                .unwrap_or_default(),
         );
     }
     Run {
@@ -462,6 +465,11 @@ async fn the_readme_walk_through_runs_top_to_bottom_on_make_runs_defaults() {
         run.text_answer("UpdateFollowUpTask")
     );
     assert!(run.stdout.contains("cairn.profile.v1.ProfileService"));
+    println!(
+        "README walk-through: {} blocks, {} grpcurl calls, each as the README expects",
+        blocks.len(),
+        run.calls.len()
+    );
 
     shutdown.cancel();
     suite.wait().await.unwrap();
@@ -487,6 +495,13 @@ async fn the_readme_production_like_trial_runs_on_postgres_and_redis_with_authen
         .iter()
         .map(|service| (*service, free_port()))
         .collect();
+    let text: String = blocks.iter().map(|block| block.text.as_str()).collect();
+    for written in [README_DATABASE_URL, README_REDIS_URL, "127.0.0.1:50051"] {
+        assert!(
+            text.contains(written),
+            "the production-like trial no longer writes {written}: change the test's rewrites with it"
+        );
+    }
     let mut rewrites = port_rewrites(&ports);
     rewrites.push((README_DATABASE_URL.into(), database.url.clone()));
     rewrites.push((README_REDIS_URL.into(), redis_url()));
@@ -546,6 +561,11 @@ async fn the_readme_production_like_trial_runs_on_postgres_and_redis_with_authen
         .await
         .expect("the profile table");
     assert_eq!(rows.len(), 1, "Eva's profile is in PostgreSQL");
+    println!(
+        "README production-like trial: {} grpcurl calls (health checks included), refused as written: {}",
+        run.calls.len(),
+        refused.len()
+    );
 
     database.drop_database().await;
     delete_redis_prefix(&redis_prefix).await;
