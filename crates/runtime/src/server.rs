@@ -186,10 +186,15 @@ pub async fn serve(
     let readiness = StartedReadiness::default();
     let mut start = {
         let (deferred, readiness) = (deferred.clone(), readiness.clone());
+        let breaker = breaker.clone();
         tokio::spawn(async move {
             let started = starting.await?;
             deferred.start(started.routes);
             readiness.start(started.readiness);
+            // The start has just reached the database (and migrated it):
+            // close the breaker the readiness checks opened while nothing
+            // had started, instead of refusing calls until the next check.
+            breaker.record(true);
             Ok::<_, Error>(started.kind)
         })
     };
