@@ -202,6 +202,7 @@ impl From<sea_orm::DbErr> for Error {
             DbErr::Exec(sea_orm::RuntimeErr::SqlxError(cause))
             | DbErr::Query(sea_orm::RuntimeErr::SqlxError(cause))
             | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(cause)) => sqlite_busy(cause),
+            DbErr::Custom(message) => message == crate::storage::SQLITE_WRITE_WAIT_EXPIRED,
             _ => false,
         };
         if busy {

@@ -24,6 +24,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// call deadline, so a caller hears UNAVAILABLE rather than nothing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`BeginWrite::begin_write`] says when a call's deadline came before
+/// SQLite's write lock; `error.rs` answers it UNAVAILABLE, as a busy database.
+pub const SQLITE_WRITE_WAIT_EXPIRED: &str =
+    "the write lock of the SQLite database was not free before the call's deadline";
+
 /// Starting a transaction that will write.
 ///
 /// On SQLite a plain `BEGIN` is deferred: the transaction reads first and
@@ -46,11 +51,25 @@ impl BeginWrite for DatabaseConnection {
     async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         match self.get_database_backend() {
             DatabaseBackend::Sqlite => {
-                self.begin_with_options(TransactionOptions {
+                let begin = self.begin_with_options(TransactionOptions {
                     sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                     ..TransactionOptions::default()
-                })
-                .await
+                });
+                // A call whose deadline comes before the busy timeout stops
+                // waiting for the lock a little before its deadline, so that
+                // its caller hears UNAVAILABLE (busy: retry), not
+                // DEADLINE_EXCEEDED.
+                match crate::deadline::remaining() {
+                    Some(left) if left < SQLITE_BUSY_TIMEOUT => {
+                        let margin = (left / 4).min(Duration::from_millis(100));
+                        tokio::time::timeout(left.saturating_sub(margin), begin)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(DbErr::Custom(SQLITE_WRITE_WAIT_EXPIRED.into()))
+                            })
+                    }
+                    _ => begin.await,
+                }
             }
             _ => self.begin().await,
         }
@@ -306,6 +325,37 @@ mod tests {
         assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
         let status = tonic::Status::from(error);
         assert_eq!(status.code(), tonic::Code::Unavailable);
+        held.rollback().await.unwrap();
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
+    /// A call whose deadline comes before the busy timeout, while another
+    /// writer holds the lock, is UNAVAILABLE before its deadline, never
+    /// DEADLINE_EXCEEDED or INTERNAL.
+    #[tokio::test]
+    async fn a_sqlite_lock_held_past_the_calls_deadline_is_unavailable() {
+        let (folder, url) = temporary_sqlite();
+        let holder = connect(&url, 1).await.unwrap();
+        holder
+            .execute_unprepared("CREATE TABLE t (n INTEGER)")
+            .await
+            .unwrap();
+        let held = holder.begin_write().await.unwrap();
+        held.execute_unprepared("INSERT INTO t (n) VALUES (1)")
+            .await
+            .unwrap();
+        let waiter = connect(&url, 1).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+        let outcome = crate::deadline::within(Some(deadline), async {
+            waiter.begin_write().await.map(|_| ())
+        })
+        .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wait must end before the call's deadline"
+        );
+        let error = Error::from(outcome.expect_err("the lock is held past the deadline"));
+        assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
         held.rollback().await.unwrap();
         let _ = std::fs::remove_dir_all(folder);
     }
