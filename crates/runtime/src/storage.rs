@@ -298,12 +298,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(folder);
     }
 
-    /// A write that waits for SQLite's lock longer than the busy timeout is
-    /// UNAVAILABLE (retry), not INTERNAL.
-    #[tokio::test]
-    async fn a_sqlite_lock_held_past_the_busy_timeout_is_unavailable() {
-        let (folder, url) = temporary_sqlite();
-        let holder = connect(&url, 1).await.unwrap();
+    /// A connection to `url` and its transaction holding SQLite's write lock.
+    async fn write_lock_held(url: &SecretString) -> (DatabaseConnection, DatabaseTransaction) {
+        let holder = connect(url, 1).await.unwrap();
         holder
             .execute_unprepared("CREATE TABLE t (n INTEGER)")
             .await
@@ -312,6 +309,15 @@ mod tests {
         held.execute_unprepared("INSERT INTO t (n) VALUES (1)")
             .await
             .unwrap();
+        (holder, held)
+    }
+
+    /// A write that waits for SQLite's lock longer than the busy timeout is
+    /// UNAVAILABLE (retry), not INTERNAL.
+    #[tokio::test]
+    async fn a_sqlite_lock_held_past_the_busy_timeout_is_unavailable() {
+        let (folder, url) = temporary_sqlite();
+        let (_holder, held) = write_lock_held(&url).await;
         let waiter = connect(&url, 1).await.unwrap();
         // One connection in the pool: the pragma applies to it.
         waiter
@@ -335,15 +341,7 @@ mod tests {
     #[tokio::test]
     async fn a_sqlite_lock_held_past_the_calls_deadline_is_unavailable() {
         let (folder, url) = temporary_sqlite();
-        let holder = connect(&url, 1).await.unwrap();
-        holder
-            .execute_unprepared("CREATE TABLE t (n INTEGER)")
-            .await
-            .unwrap();
-        let held = holder.begin_write().await.unwrap();
-        held.execute_unprepared("INSERT INTO t (n) VALUES (1)")
-            .await
-            .unwrap();
+        let (_holder, held) = write_lock_held(&url).await;
         let waiter = connect(&url, 1).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
         let outcome = crate::deadline::within(Some(deadline), async {
