@@ -641,6 +641,104 @@ async fn forged_and_tampered_page_tokens_and_bad_page_sizes_are_refused_on_every
     app.stop().await;
 }
 
+/// A page token resumes only the listing it was issued for: the same List
+/// method with the same filters. One customer's timeline token does not page
+/// another customer's timeline, and a token of one filter does not page
+/// another filter's listing (both INVALID_ARGUMENT naming `page_token`); the
+/// page size alone may change between pages.
+#[tokio::test]
+async fn a_page_token_is_bound_to_the_filters_it_was_issued_for() {
+    use cairn_tests::touchpoint;
+    let app = spawn_app().await;
+    let mut c = clients(&app).await;
+    let mut customers = Vec::new();
+    for name in ["bound-a", "bound-b"] {
+        let email = identifier(IdentifierType::Email, &format!("{name}@example.com"));
+        let created = app.create_profile(vec![email.clone()], &[]).await;
+        let touchpoints = (0..3)
+            .map(|minute| {
+                touchpoint(
+                    &format!("{name}-{minute}"),
+                    email.clone(),
+                    Channel::Web,
+                    journey::TouchpointType::PageView,
+                    minute + 1,
+                    &[],
+                )
+            })
+            .collect();
+        c.journey
+            .record_touchpoints(journey::RecordTouchpointsRequest {
+                touchpoints,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        customers.push(created);
+    }
+    let timeline =
+        |customer: &str, page_size: i32, page_token: &str| journey::ListTimelineRequest {
+            customer: Some(by_profile_id(customer)),
+            page_size,
+            page_token: page_token.to_string(),
+            ..Default::default()
+        };
+    let first = c
+        .journey
+        .list_timeline(timeline(&customers[0], 1, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let token = first.next_page_token;
+    assert!(!token.is_empty(), "three touchpoints, pages of one");
+    // Another customer's timeline.
+    let foreign = c
+        .journey
+        .list_timeline(timeline(&customers[1], 1, &token))
+        .await;
+    refused_naming(foreign, "page_token").unwrap_or_else(|answer| panic!("{answer}"));
+    // The same customer with another filter.
+    let filtered = c
+        .journey
+        .list_timeline(journey::ListTimelineRequest {
+            channels: vec![Channel::Web as i32],
+            ..timeline(&customers[0], 1, &token)
+        })
+        .await;
+    refused_naming(filtered, "page_token").unwrap_or_else(|answer| panic!("{answer}"));
+    // The same listing with a larger page: the rest of the timeline.
+    let rest = c
+        .journey
+        .list_timeline(timeline(&customers[0], 10, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.touchpoints.len(), 2);
+    assert!(rest.next_page_token.is_empty());
+
+    // ListProfiles: a token of the unfiltered listing on a filtered one.
+    let page = c
+        .profile
+        .list_profiles(profile::ListProfilesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let filtered = c
+        .profile
+        .list_profiles(profile::ListProfilesRequest {
+            page_size: 1,
+            page_token: page.next_page_token,
+            identifier_type: IdentifierType::Email as i32,
+            ..Default::default()
+        })
+        .await;
+    refused_naming(filtered, "page_token").unwrap_or_else(|answer| panic!("{answer}"));
+    app.stop().await;
+}
+
 /// CreateProfile takes at most 20 identifiers and ReportFacts at most 256
 /// facts, as the contract's comments say; 10,000 were accepted before.
 #[tokio::test]

@@ -2,11 +2,13 @@
 //!
 //! A token is the position after which the next page starts, signed: the
 //! base64 of the versioned position, a dot, and the base64 of an HMAC-SHA-256
-//! over the listing's name and the position, keyed with the page-token key
-//! ([`PageTokens::from_settings`]). Callers cannot read meaning into it or
-//! forge one: a token changed by one bit, made up, or issued by another
-//! listing does not verify and is refused with INVALID_ARGUMENT before any
-//! position reaches a query. Every replica holds the same key, so a token
+//! over the listing and the position, keyed with the page-token key
+//! ([`PageTokens::from_settings`]). A listing is a List method together with
+//! the request's filters ([`listing`]), so a token resumes only the listing
+//! it was issued for. Callers cannot read meaning into it or forge one: a
+//! token changed by one bit, made up, issued by another method, or issued
+//! for other filters (another customer, survey, time range) does not verify
+//! and is refused with INVALID_ARGUMENT before any position reaches a query. Every replica holds the same key, so a token
 //! from one replica works on any other.
 
 use base64::Engine;
@@ -44,6 +46,57 @@ pub fn page_size(requested: i32) -> Result<u64> {
             ),
         )),
     }
+}
+
+/// A List request whose page tokens are bound to its filters.
+pub trait PageFilters {
+    /// The request without its page token and page size, as bytes: what
+    /// must not change between the pages of one listing.
+    fn filters(&self) -> Vec<u8>;
+}
+
+/// Implements [`PageFilters`] for List requests with `page_token` and
+/// `page_size` fields (the contract's convention for every List method).
+macro_rules! page_filters {
+    ($($request:ty),* $(,)?) => {
+        $(impl PageFilters for $request {
+            fn filters(&self) -> Vec<u8> {
+                let mut filters = self.clone();
+                filters.page_token.clear();
+                filters.page_size = 0;
+                prost::Message::encode_to_vec(&filters)
+            }
+        })*
+    };
+}
+
+page_filters!(
+    cairn_contract::profile::v1::ListProfilesRequest,
+    cairn_contract::profile::v1::ListSegmentsRequest,
+    cairn_contract::profile::v1::ListSegmentMembersRequest,
+    cairn_contract::profile::v1::ListGroupsRequest,
+    cairn_contract::journey::v1::ListTimelineRequest,
+    cairn_contract::journey::v1::ListJourneyDefinitionsRequest,
+    cairn_contract::journey::v1::ListAbandonmentsRequest,
+    cairn_contract::recommendation::v1::ListActionsRequest,
+    cairn_contract::recommendation::v1::ListDecisionsRequest,
+    cairn_contract::recommendation::v1::ListPoliciesRequest,
+    cairn_contract::feedback::v1::ListSurveysRequest,
+    cairn_contract::feedback::v1::ListSurveyResponsesRequest,
+    cairn_contract::feedback::v1::ListCommentsRequest,
+    cairn_contract::feedback::v1::ListTicketsRequest,
+    cairn_contract::feedback::v1::ListFeatureRequestsRequest,
+    cairn_contract::feedback::v1::ListFollowUpTasksRequest,
+);
+
+/// The listing a page token of `method` (such as `profile.list_profiles`)
+/// is bound to: the method and a digest of the request's filters. Compute
+/// it before the request's fields are moved, and use it for both
+/// [`PageTokens::decode`] and [`PageTokens::next`].
+pub fn listing(method: &str, request: &impl PageFilters) -> String {
+    use sha2::Digest;
+    let digest = Sha256::digest(request.filters());
+    format!("{method}?{}", URL_SAFE_NO_PAD.encode(digest))
 }
 
 /// Signs and verifies the page tokens of every listing of a service.
@@ -97,8 +150,7 @@ impl PageTokens {
         ))
     }
 
-    /// The token that resumes `listing` (a name of the List method, such as
-    /// `profile.ListProfiles`) after `position`.
+    /// The token that resumes `listing` (see [`listing`]) after `position`.
     pub fn encode(&self, listing: &str, position: &str) -> String {
         let body = format!("{TOKEN_VERSION}{position}");
         let tag = sign(
@@ -129,7 +181,7 @@ impl PageTokens {
         let invalid = || {
             Error::invalid(
                 "page_token",
-                "not a token this listing issued; pass the next_page_token of the previous page with the same filters, or nothing",
+                "not a token of this listing: pass the next_page_token of the previous page, with the same filters as that page's request (only page_size may change), or nothing for the first page",
             )
         };
         let (body, tag) = token.split_once('.').ok_or_else(invalid)?;
@@ -215,6 +267,24 @@ mod tests {
         );
         // Another listing's token.
         assert!(ours.decode("test.Other", &token).is_err());
+        // The same method with other filters.
+        let customer = |id: &str| cairn_contract::journey::v1::ListTimelineRequest {
+            customer: Some(cairn_contract::common::v1::CustomerRef {
+                customer: Some(
+                    cairn_contract::common::v1::customer_ref::Customer::ProfileId(id.into()),
+                ),
+            }),
+            ..Default::default()
+        };
+        let mine = listing("journey.list_timeline", &customer("p-1"));
+        let bound = ours.encode(&mine, "p-1");
+        let mut next_page = customer("p-1");
+        next_page.page_token = bound.clone();
+        next_page.page_size = 7;
+        assert_eq!(mine, listing("journey.list_timeline", &next_page));
+        assert!(ours.decode(&mine, &bound).is_ok());
+        let theirs = listing("journey.list_timeline", &customer("p-2"));
+        assert!(ours.decode(&theirs, &bound).is_err());
         // The same key on another replica.
         let replica = tokens("a key of at least thirty-two bytes, for tests");
         assert_eq!(

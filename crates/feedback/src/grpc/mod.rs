@@ -13,7 +13,7 @@ use cairn_contract::feedback::v1::feedback_service_server::FeedbackService;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, channel, check_name, timestamp_from_proto};
 use cairn_runtime::outbox;
-use cairn_runtime::pagination::{PageTokens, page_size};
+use cairn_runtime::pagination::{PageTokens, listing, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
@@ -627,12 +627,10 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::ListSurveysRequest>,
     ) -> Result<Response<pb::ListSurveysResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_surveys", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_surveys", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (surveys, next) = self
             .store
@@ -640,7 +638,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveysResponse {
             surveys: surveys.iter().map(convert::survey_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_surveys", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 
@@ -870,6 +868,7 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::ListSurveyResponsesRequest>,
     ) -> Result<Response<pb::ListSurveyResponsesResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_survey_responses", &request);
         let mut violations = Violations::new();
         if !request.survey_id.is_empty() && Uuid::parse_str(&request.survey_id).is_err() {
             violations.add("survey_id", "a survey id (UUID)");
@@ -879,10 +878,7 @@ impl FeedbackService for FeedbackApi {
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_survey_responses", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -900,7 +896,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListSurveyResponsesResponse {
             responses: rows.iter().map(convert::response_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_survey_responses", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 
@@ -973,16 +969,14 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::ListCommentsRequest>,
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_comments", &request);
         let mut violations = Violations::new();
         let customer = request
             .customer
             .map(|c| violations.check(CustomerReference::from_proto("customer", Some(c))));
         let (start, end) = convert::time_range("time_range", request.time_range, &mut violations);
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_comments", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(self.profiles.find("customer", &customer).await?.to_string()),
@@ -1000,7 +994,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListCommentsResponse {
             comments: rows.iter().map(convert::comment_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_comments", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 
@@ -1116,6 +1110,7 @@ impl FeedbackService for FeedbackApi {
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_tickets", &request);
         let mut violations = Violations::new();
         let customer = request
             .customer
@@ -1138,10 +1133,7 @@ impl FeedbackService for FeedbackApi {
                 .map(|c| c as i32)
         };
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_tickets", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let profile_id = match customer.flatten() {
             Some(customer) => Some(
@@ -1166,7 +1158,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListTicketsResponse {
             tickets: views.iter().map(convert::ticket_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_tickets", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 
@@ -1508,12 +1500,10 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::ListFeatureRequestsRequest>,
     ) -> Result<Response<pb::ListFeatureRequestsResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_feature_requests", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_feature_requests", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1521,7 +1511,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFeatureRequestsResponse {
             feature_requests: rows.iter().map(convert::feature_request_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_feature_requests", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 
@@ -1530,12 +1520,10 @@ impl FeedbackService for FeedbackApi {
         request: Request<pb::ListFollowUpTasksRequest>,
     ) -> Result<Response<pb::ListFollowUpTasksResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("feedback.list_follow_up_tasks", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("feedback.list_follow_up_tasks", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (rows, next) = self
             .store
@@ -1548,7 +1536,7 @@ impl FeedbackService for FeedbackApi {
             .await?;
         Ok(Response::new(pb::ListFollowUpTasksResponse {
             tasks: rows.iter().map(convert::follow_up_to_proto).collect(),
-            next_page_token: self.tokens.next("feedback.list_follow_up_tasks", next),
+            next_page_token: self.tokens.next(&page_listing, next),
         }))
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_contract::journey::v1 as pb;
 use cairn_runtime::common::{CustomerReference, timestamp_to_proto};
-use cairn_runtime::pagination::page_size;
+use cairn_runtime::pagination::{listing, page_size};
 use cairn_runtime::{Error, Result, Violations};
 
 use super::JourneyApi;
@@ -255,10 +255,9 @@ impl JourneyApi {
         &self,
         request: pb::ListJourneyDefinitionsRequest,
     ) -> Result<pb::ListJourneyDefinitionsResponse> {
+        let page_listing = listing("journey.list_definitions", &request);
         let limit = page_size(request.page_size)? as usize;
-        let after = self
-            .tokens
-            .decode("journey.list_definitions", &request.page_token)?;
+        let after = self.tokens.decode(&page_listing, &request.page_token)?;
         let journeys = self.store.journeys();
         let heads: Vec<Arc<JourneyDefinition>> = journeys
             .heads(journeys.database(), request.include_archived)
@@ -271,8 +270,7 @@ impl JourneyApi {
             })
             .collect();
         let next_page_token = if heads.len() > limit {
-            self.tokens
-                .encode("journey.list_definitions", &heads[limit - 1].id)
+            self.tokens.encode(&page_listing, &heads[limit - 1].id)
         } else {
             String::new()
         };
@@ -411,6 +409,7 @@ impl JourneyApi {
         request: pb::ListAbandonmentsRequest,
     ) -> Result<pb::ListAbandonmentsResponse> {
         use crate::storage::abandonments::{AbandonmentFilter, list};
+        let page_listing = listing("journey.list_abandonments", &request);
         let mut violations = Violations::new();
         let customer = match request.customer {
             Some(customer) => {
@@ -427,10 +426,7 @@ impl JourneyApi {
             .check(super::time_range(request.time_range))
             .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("journey.list_abandonments", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (Some(limit), Some(after)) = (limit, after) else {
             return Err(Error::internal("checked fields missing"));
@@ -463,7 +459,7 @@ impl JourneyApi {
                 })
                 .collect(),
             next_page_token: next
-                .map(|id| self.tokens.encode("journey.list_abandonments", &id))
+                .map(|id| self.tokens.encode(&page_listing, &id))
                 .unwrap_or_default(),
         })
     }

@@ -18,7 +18,7 @@ use crate::profiles::ProfileDirectory;
 use crate::storage::{TimelineFilter, TouchpointStore};
 use cairn_runtime::Violations;
 use cairn_runtime::common::{CustomerReference, channel, timestamp_from_proto};
-use cairn_runtime::pagination::{PageTokens, page_size};
+use cairn_runtime::pagination::{PageTokens, listing, page_size};
 
 /// The protobuf name of the service.
 pub const SERVICE_NAME: &str = "cairn.journey.v1.JourneyService";
@@ -457,6 +457,7 @@ impl JourneyService for JourneyApi {
     ) -> Result<Response<pb::ListTimelineResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        let page_listing = listing("journey.list_timeline", &request);
         let mut violations = Violations::new();
         let customer =
             violations.check(CustomerReference::from_proto("customer", request.customer));
@@ -482,10 +483,7 @@ impl JourneyService for JourneyApi {
             .check(time_range(request.time_range))
             .unwrap_or_default();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("journey.list_timeline", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
@@ -509,7 +507,7 @@ impl JourneyService for JourneyApi {
                 .map(convert::touchpoint_to_proto)
                 .collect(),
             next_page_token: next
-                .map(|position| self.tokens.encode("journey.list_timeline", &position))
+                .map(|position| self.tokens.encode(&page_listing, &position))
                 .unwrap_or_default(),
         }))
     }

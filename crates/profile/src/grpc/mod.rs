@@ -7,7 +7,7 @@ use cairn_contract::profile::v1 as pb;
 use cairn_contract::profile::v1::profile_service_server::ProfileService;
 use cairn_runtime::auth::{Principal, ScopeTable, require_scope};
 use cairn_runtime::common::CustomerReference;
-use cairn_runtime::pagination::{PageTokens, page_size};
+use cairn_runtime::pagination::{PageTokens, listing, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -166,12 +166,10 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::ListProfilesResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        let page_listing = listing("profile.list_profiles", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("profile.list_profiles", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         let state = violations.check(convert::state_filter(request.state));
         let segment_id = if request.segment_id.is_empty() {
             Some(None)
@@ -217,7 +215,7 @@ impl ProfileService for ProfileApi {
                 .collect(),
             next_page_token: page
                 .next
-                .map(|position| self.tokens.encode("profile.list_profiles", &position))
+                .map(|position| self.tokens.encode(&page_listing, &position))
                 .unwrap_or_default(),
             ..Default::default()
         }))
@@ -795,15 +793,14 @@ impl ProfileService for ProfileApi {
         request: Request<pb::ListSegmentsRequest>,
     ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("profile.list_segments", &request);
         let limit = page_size(request.page_size)?;
-        let after = self
-            .tokens
-            .decode("profile.list_segments", &request.page_token)?;
+        let after = self.tokens.decode(&page_listing, &request.page_token)?;
         let (segments, next) = self.store.segments(limit, after).await?;
         Ok(Response::new(pb::ListSegmentsResponse {
             segments: segments.iter().map(convert::segment_to_proto).collect(),
             next_page_token: next
-                .map(|p| self.tokens.encode("profile.list_segments", &p))
+                .map(|p| self.tokens.encode(&page_listing, &p))
                 .unwrap_or_default(),
         }))
     }
@@ -899,13 +896,11 @@ impl ProfileService for ProfileApi {
         request: Request<pb::ListSegmentMembersRequest>,
     ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("profile.list_segment_members", &request);
         let mut violations = Violations::new();
         let id = violations.check(convert::segment_id("segment_id", &request.segment_id));
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("profile.list_segment_members", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (Some(id), Some(limit), Some(after)) = (id, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
@@ -914,7 +909,7 @@ impl ProfileService for ProfileApi {
         Ok(Response::new(pb::ListSegmentMembersResponse {
             profile_ids,
             next_page_token: next
-                .map(|p| self.tokens.encode("profile.list_segment_members", &p))
+                .map(|p| self.tokens.encode(&page_listing, &p))
                 .unwrap_or_default(),
         }))
     }
@@ -1019,14 +1014,12 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        let page_listing = listing("profile.list_groups", &request);
         let mut violations = Violations::new();
         let customer =
             violations.check(CustomerReference::from_proto("customer", request.customer));
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("profile.list_groups", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         violations.finish()?;
         let (Some(customer), Some(limit), Some(after)) = (customer, limit, after) else {
             return Err(Error::internal("checked fields missing").into());
@@ -1048,10 +1041,7 @@ impl ProfileService for ProfileApi {
         let next_page_token = if page.len() > limit as usize {
             page.truncate(limit as usize);
             page.last()
-                .map(|group| {
-                    self.tokens
-                        .encode("profile.list_groups", &group.id.to_string())
-                })
+                .map(|group| self.tokens.encode(&page_listing, &group.id.to_string()))
                 .unwrap_or_default()
         } else {
             String::new()

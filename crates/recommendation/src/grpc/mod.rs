@@ -9,7 +9,7 @@ use cairn_contract::recommendation::v1 as pb;
 use cairn_contract::recommendation::v1::recommendation_service_server::RecommendationService;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use cairn_runtime::common::{CustomerReference, timestamp_from_proto};
-use cairn_runtime::pagination::{PageTokens, page_size};
+use cairn_runtime::pagination::{PageTokens, listing, page_size};
 use cairn_runtime::{Error, Result, Violations};
 use chrono::Utc;
 use prost::Message;
@@ -352,12 +352,10 @@ impl RecommendationService for RecommendationApi {
         request: Request<pb::ListActionsRequest>,
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("recommendation.list_actions", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("recommendation.list_actions", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         let kind = violations.check(action_filter_kind(request.kind));
         let channel = if request.channel == 0 {
             Some(None)
@@ -389,7 +387,7 @@ impl RecommendationService for RecommendationApi {
         Ok(Response::new(pb::ListActionsResponse {
             actions: actions.iter().map(convert::action_to_proto).collect(),
             next_page_token: next
-                .map(|n| self.tokens.encode("recommendation.list_actions", &n))
+                .map(|n| self.tokens.encode(&page_listing, &n))
                 .unwrap_or_default(),
         }))
     }
@@ -615,12 +613,10 @@ impl RecommendationService for RecommendationApi {
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        let page_listing = listing("recommendation.list_decisions", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("recommendation.list_decisions", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         let range = violations.check(convert::time_range("decide_time", request.decide_time));
         let channel = if request.channel == 0 {
             Some(None)
@@ -687,7 +683,7 @@ impl RecommendationService for RecommendationApi {
                 .map(|decision| convert::decision_to_proto(decision, full))
                 .collect(),
             next_page_token: next
-                .map(|n| self.tokens.encode("recommendation.list_decisions", &n))
+                .map(|n| self.tokens.encode(&page_listing, &n))
                 .unwrap_or_default(),
         }))
     }
@@ -998,12 +994,10 @@ impl RecommendationService for RecommendationApi {
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
         let request = request.into_inner();
+        let page_listing = listing("recommendation.list_policies", &request);
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
-        let after = violations.check(
-            self.tokens
-                .decode("recommendation.list_policies", &request.page_token),
-        );
+        let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
         let state = match pb::PolicyState::try_from(request.state) {
             Ok(pb::PolicyState::Unspecified) => Some(None),
             Ok(pb::PolicyState::Live) => Some(Some(PolicyState::Live)),
@@ -1037,10 +1031,8 @@ impl RecommendationService for RecommendationApi {
         let page: Vec<&Policy> = policies.iter().skip(start).take(limit as usize).collect();
         let next = (start + page.len() < policies.len())
             .then(|| {
-                page.last().map(|policy| {
-                    self.tokens
-                        .encode("recommendation.list_policies", &policy.id)
-                })
+                page.last()
+                    .map(|policy| self.tokens.encode(&page_listing, &policy.id))
             })
             .flatten()
             .unwrap_or_default();
