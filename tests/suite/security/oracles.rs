@@ -352,3 +352,96 @@ async fn another_customers_decide_request_id_is_a_new_key_for_a_customer_token()
     assert_eq!(again.decision_id, alices.decision_id);
     app.stop().await;
 }
+
+/// A customer's own token answers a survey it was not invited to once per
+/// period (a day, or the survey's minimum period when longer): a second
+/// answer under a new request_id is ALREADY_EXISTS, also when ten arrive at
+/// once, so one customer cannot stuff a survey's NPS or raise a follow-up
+/// task with every call. A repeated request_id still returns the stored
+/// answer, and the operator's systems are not limited.
+#[tokio::test]
+async fn a_customer_token_answers_an_uninvited_survey_once_per_period() {
+    let (app, _budget) = spawn_feedback().await;
+    let bob = new_customer(&app, "crm-bob-stuffing").await;
+    let carol = new_customer(&app, "crm-carol-stuffing").await;
+    let mut operator = feedback(&app).await;
+    let survey_id = create_survey(&mut operator, survey("Rate our app")).await;
+    let answer = |profile_id: &str, request_id: &str| pb::SubmitSurveyResponseRequest {
+        response: Some(pb::SurveyResponse {
+            survey_id: survey_id.clone(),
+            customer: by_id(profile_id),
+            answers: vec![score("nps", 0)],
+            ..Default::default()
+        }),
+        request_id: request_id.into(),
+    };
+    let mut bobs_front = front_end(&app, &bob).await;
+    let first = bobs_front
+        .submit_survey_response(answer(&bob, "b-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    let again = bobs_front
+        .submit_survey_response(answer(&bob, "b-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate, "the same request_id returns the answer");
+    for key in ["b-2", "b-3"] {
+        let refused = bobs_front
+            .submit_survey_response(answer(&bob, key))
+            .await
+            .expect_err("a second uninvited answer in the period");
+        assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+        assert!(
+            refused.message().contains("again from"),
+            "{}",
+            refused.message()
+        );
+    }
+
+    // Ten at once from another customer's token: one is stored.
+    let mut calls = Vec::new();
+    for index in 0..10 {
+        let mut front = front_end(&app, &carol).await;
+        let request = answer(&carol, &format!("c-{index}"));
+        calls.push(tokio::spawn(async move {
+            front.submit_survey_response(request).await
+        }));
+    }
+    let mut stored = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+        }
+    }
+    assert_eq!(stored, 1, "ten concurrent uninvited answers");
+
+    // The operator's systems (an IVR, a store tablet) are not limited.
+    operator
+        .submit_survey_response(answer(&bob, "ivr-1"))
+        .await
+        .unwrap();
+    let listed = |customer: &str| pb::ListSurveyResponsesRequest {
+        survey_id: survey_id.clone(),
+        customer: by_id(customer),
+        ..Default::default()
+    };
+    let bobs = operator
+        .list_survey_responses(listed(&bob))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    assert_eq!(bobs.len(), 2, "bob's own answer and the IVR's");
+    let carols = operator
+        .list_survey_responses(listed(&carol))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    assert_eq!(carols.len(), 1);
+    app.stop().await;
+}

@@ -134,10 +134,26 @@ pub struct Survey {
     pub create_time: DateTime<Utc>,
 }
 
+/// The shortest period between two answers a customer's own token gives to
+/// one survey without an invitation: a day, or the survey's minimum period
+/// when longer. Without it, a customer's token could stuff a survey's NPS
+/// and raise a follow-up task with every call.
+pub const UNINVITED_ANSWER_MINIMUM_SECONDS: i64 = 24 * 60 * 60;
+
 /// The scope of the once-per-period rule of every survey together.
 pub const GLOBAL_SCOPE: &str = "*";
 
 impl Survey {
+    /// How long after an answer to this survey a customer's own token may
+    /// answer it again without an invitation (see
+    /// [`UNINVITED_ANSWER_MINIMUM_SECONDS`]).
+    pub fn uninvited_answer_period(&self) -> chrono::Duration {
+        chrono::Duration::seconds(
+            self.minimum_period_seconds
+                .max(UNINVITED_ANSWER_MINIMUM_SECONDS),
+        )
+    }
+
     /// The question `id`, if the survey has it.
     pub fn question(&self, id: &str) -> Option<&Question> {
         self.definition.questions.iter().find(|q| q.id == id)

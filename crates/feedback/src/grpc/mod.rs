@@ -286,6 +286,10 @@ impl FeedbackApi {
             wire.journey_stage
         };
         let now = imported_at.unwrap_or_else(Utc::now);
+        // A customer's own token answers a survey it was not invited to once
+        // per period; operators' systems (and invitations) are not limited.
+        let once_since = (caller.is_customer() && invitation_id.is_none())
+            .then(|| now - survey.uninvited_answer_period());
         let response_id = Uuid::now_v7().to_string();
         let answered_on = answered_on.unwrap_or(survey.channel);
         let row = response::Model {
@@ -354,6 +358,7 @@ impl FeedbackApi {
                     follow_up,
                     comments,
                     churn_reason: scores.churn_reason.clone(),
+                    once_since,
                 },
                 event,
             )

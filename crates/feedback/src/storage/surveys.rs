@@ -9,8 +9,8 @@ use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -53,6 +53,11 @@ pub struct NewResponse {
     pub comments: Vec<NewComment>,
     /// An exit survey's churn reason.
     pub churn_reason: Option<String>,
+    /// For an answer a customer's own token gives without an invitation:
+    /// the answer is refused (ALREADY_EXISTS) when the customer answered the
+    /// same survey at or after this time. Checked under a lock on the
+    /// customer and survey, so concurrent calls cannot both pass.
+    pub once_since: Option<DateTime<Utc>>,
 }
 
 /// What ListSurveyResponses keeps.
@@ -376,6 +381,17 @@ impl FeedbackStore {
             )));
         }
         let transaction = self.db.begin_write().await?;
+        if let Some(since) = new.once_since {
+            if let Some(earlier) = answered_since(&transaction, &new.row, since).await? {
+                transaction.rollback().await?;
+                return Err(Error::AlreadyExists(format!(
+                    "response: this customer answered survey {} at {}; without an invitation, a customer's own token may answer it again from {} (use the request_id of the earlier call to read that answer)",
+                    new.row.survey_id,
+                    earlier.to_rfc3339(),
+                    (earlier + (new.row.submit_time - since)).to_rfc3339(),
+                )));
+            }
+        }
         let row = new.row.clone();
         let insert = response::Entity::insert(response::ActiveModel::from(row.clone()))
             .exec_without_returning(&transaction)
@@ -596,4 +612,32 @@ async fn take_slot(
         .to_owned();
     let result = connection.execute(&insert).await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// When the customer of `row` last answered its survey at or after `since`,
+/// if they did. On PostgreSQL the customer and survey are locked for the
+/// rest of the transaction first (SQLite's write transactions are serial
+/// already), so two concurrent answers cannot both find none.
+async fn answered_since(
+    transaction: &DatabaseTransaction,
+    row: &response::Model,
+    since: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    if transaction.get_database_backend() == DatabaseBackend::Postgres {
+        transaction
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))",
+                [format!("{}/{}", row.survey_id, row.profile_id).into()],
+            ))
+            .await?;
+    }
+    Ok(response::Entity::find()
+        .filter(response::Column::SurveyId.eq(row.survey_id.clone()))
+        .filter(response::Column::ProfileId.eq(row.profile_id.clone()))
+        .filter(response::Column::SubmitTime.gte(since))
+        .order_by_desc(response::Column::SubmitTime)
+        .one(transaction)
+        .await?
+        .map(|earlier| earlier.submit_time))
 }
