@@ -130,7 +130,7 @@ pub fn refusal_about(field: &str, status: Status) -> Error {
                 Error::InvalidArgument(violations)
             }
         }
-        Code::NotFound => Error::not_found("customer", format!("in {field}")),
+        Code::NotFound => Error::not_found("customer", format!("named in {field}")),
         _ => Error::from(status),
     }
 }
