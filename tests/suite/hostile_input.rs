@@ -507,6 +507,18 @@ async fn list(
     Some(outcome)
 }
 
+/// The first page of ListProfiles, one profile long.
+async fn first_profile_page(c: &mut Clients) -> profile::ListProfilesResponse {
+    c.profile
+        .list_profiles(profile::ListProfilesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Page tokens are signed (HMAC with the page-token key): on every list RPC
 /// a made-up token, one in the unsigned form tokens used to have, a real
 /// token with one character changed, and a real token of another listing
@@ -541,15 +553,7 @@ async fn forged_and_tampered_page_tokens_and_bad_page_sizes_are_refused_on_every
         })
         .await
         .unwrap();
-    let page = c
-        .profile
-        .list_profiles(profile::ListProfilesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_profile_page(&mut c).await;
     let real = page.next_page_token.clone();
     assert!(!real.is_empty(), "two profiles, pages of one");
     let tampered = {
@@ -717,15 +721,7 @@ async fn a_page_token_is_bound_to_the_filters_it_was_issued_for() {
     assert!(rest.next_page_token.is_empty());
 
     // ListProfiles: a token of the unfiltered listing on a filtered one.
-    let page = c
-        .profile
-        .list_profiles(profile::ListProfilesRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_profile_page(&mut c).await;
     let filtered = c
         .profile
         .list_profiles(profile::ListProfilesRequest {

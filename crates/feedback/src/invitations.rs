@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::domain::survey::{Survey, sampled};
 use crate::peers::{ContactBudget, ProfileDirectory};
 use crate::storage::entity::invitation;
-use crate::storage::{FeedbackStore, NewInvitation};
+use crate::storage::{FeedbackStore, InvitationRefusals, NewInvitation};
 
 /// What decides invitations.
 #[derive(Clone)]
@@ -178,20 +178,18 @@ impl Inviter {
             &reference,
             &reservation_key,
         );
-        let invitation = self
+        let refusals = InvitationRefusals {
+            recently,
+            budget: InvitationRefusal::ContactBudget as i32,
+            quiet_hours: InvitationRefusal::QuietHours as i32,
+        };
+        let (invitation, allowed_from) = self
             .store
-            .invite(
-                survey,
-                &new,
-                recently,
-                InvitationRefusal::ContactBudget as i32,
-                event,
-                reserve,
-            )
+            .invite(survey, &new, refusals, event, reserve)
             .await?;
         Ok(Decision {
             invitation,
-            allowed_from: None,
+            allowed_from,
         })
     }
 

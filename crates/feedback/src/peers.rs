@@ -178,9 +178,18 @@ impl ContactBudget {
             _ => refusal_about("customer", status),
         })?
         .into_inner();
-        let detail = answer
-            .budget
-            .map(|budget| budget.detail)
+        let budget = answer.budget.unwrap_or_default();
+        // The contact policy's quiet hours are not a spent budget: they end
+        // at a known time, which the invitation's answer passes on.
+        let quiet_hours_until = (!answer.granted
+            && budget.reason == recommendation::ExclusionReason::QuietHours as i32)
+            .then(|| {
+                budget.next_allowed_time.as_ref().and_then(|time| {
+                    cairn_runtime::common::timestamp_from_proto("next_allowed_time", time).ok()
+                })
+            })
+            .flatten();
+        let detail = Some(budget.detail)
             .filter(|detail| !detail.is_empty())
             .unwrap_or_else(|| "the shared contact budget is spent".into());
         Ok(BudgetAnswer {
@@ -190,6 +199,7 @@ impl ContactBudget {
             } else {
                 format!("customer: {detail}")
             },
+            quiet_hours_until,
         })
     }
 }

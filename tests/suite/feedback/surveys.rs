@@ -720,6 +720,7 @@ async fn surveys_share_the_contact_budget() {
             &[],
         )
         .await;
+    let sms_survey = survey_id.clone();
     let invited = client
         .invite_to_survey(pb::InviteToSurveyRequest {
             survey_id,
@@ -744,6 +745,68 @@ async fn surveys_share_the_contact_budget() {
         .unwrap();
     assert_eq!(budget.used_today, 1);
     assert!(!budget.allowed);
+
+    // The contact policy's quiet hours (not the customer's own) refuse an
+    // invitation as quiet hours, saying when they end, not as a spent budget.
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    let hour = now.hour();
+    recommendation
+        .update_contact_policy(rec::UpdateContactPolicyRequest {
+            contact_policy: Some(rec::ContactPolicy {
+                channels: vec![rec::ChannelContactPolicy {
+                    channel: Channel::Sms as i32,
+                    caps: Some(rec::ContactCaps {
+                        max_per_day: 10,
+                        max_per_week: 30,
+                    }),
+                    quiet_hours_apply: true,
+                }],
+                quiet_hours: Some(rec::QuietHours {
+                    start_time: format!("{hour:02}:00"),
+                    end_time: format!("{:02}:00", (hour + 2) % 24),
+                }),
+                time_zone: "UTC".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["channels".into(), "quiet_hours".into(), "time_zone".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let cy = app
+        .create_profile(
+            vec![cairn_tests::identifier(
+                IdentifierType::PhoneNumber,
+                "+46703333333",
+            )],
+            &[],
+        )
+        .await;
+    let quiet = client
+        .invite_to_survey(pb::InviteToSurveyRequest {
+            survey_id: sms_survey,
+            customer: customer(&cy),
+            request_id: "sms-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        quiet.refusal,
+        pb::InvitationRefusal::QuietHours as i32,
+        "{quiet:?}"
+    );
+    let allowed_from = quiet.allowed_from.expect("when quiet hours end");
+    let end = now
+        .with_minute(0)
+        .and_then(|time| time.with_second(0))
+        .and_then(|time| time.with_nanosecond(0))
+        .unwrap()
+        + chrono::Duration::hours(2);
+    assert_eq!(allowed_from.seconds, end.timestamp(), "{quiet:?}");
     app.stop().await;
 }
 

@@ -13,7 +13,7 @@ mod tickets;
 pub use analytics::{ResolvedTicket, ThemeMention};
 pub use comments::{CommentFilter, NewComment};
 pub use people::PersonalFeedback;
-pub use surveys::{BudgetAnswer, NewInvitation, NewResponse, ResponseFilter};
+pub use surveys::{BudgetAnswer, InvitationRefusals, NewInvitation, NewResponse, ResponseFilter};
 pub use tickets::{NewTicket, QueueFilter, TicketChanges, TicketFilter, TicketView};
 
 use cairn_runtime::inbox::Inbox;
@@ -124,6 +124,14 @@ mod tests {
         }
     }
 
+    fn refusals() -> InvitationRefusals {
+        InvitationRefusals {
+            recently: (2, "recently".into()),
+            budget: 4,
+            quiet_hours: 5,
+        }
+    }
+
     fn invitation(profile_id: Uuid, key: &str) -> NewInvitation {
         NewInvitation {
             id: Uuid::now_v7(),
@@ -142,65 +150,81 @@ mod tests {
         let granted = || async {
             Ok(BudgetAnswer {
                 granted: true,
-                detail: String::new(),
+                ..BudgetAnswer::default()
             })
         };
         let first = store
             .invite(
                 &survey,
                 &invitation(anna, "a"),
-                (2, "recently".into()),
-                4,
+                refusals(),
                 ChangeEvent::default(),
                 granted(),
             )
             .await
             .unwrap();
-        assert!(first.invited);
+        assert!(first.0.invited);
         let second = store
             .invite(
                 &survey,
                 &invitation(anna, "b"),
-                (2, "recently".into()),
-                4,
+                refusals(),
                 ChangeEvent::default(),
                 granted(),
             )
             .await
             .unwrap();
-        assert!(!second.invited);
-        assert_eq!(second.refusal, 2);
+        assert!(!second.0.invited);
+        assert_eq!(second.0.refusal, 2);
         // A refused budget gives the slot back.
         let bo = Uuid::now_v7();
         let refused = store
             .invite(
                 &survey,
                 &invitation(bo, "c"),
-                (2, "recently".into()),
-                4,
+                refusals(),
                 ChangeEvent::default(),
                 async {
                     Ok(BudgetAnswer {
                         granted: false,
                         detail: "capped".into(),
+                        quiet_hours_until: None,
                     })
                 },
             )
             .await
             .unwrap();
-        assert_eq!(refused.refusal, 4);
+        assert_eq!(refused.0.refusal, 4);
+        // The contact policy's quiet hours are recorded as such, with their end.
+        let until = Utc::now() + chrono::Duration::hours(3);
+        let quiet = store
+            .invite(
+                &survey,
+                &invitation(Uuid::now_v7(), "q"),
+                refusals(),
+                ChangeEvent::default(),
+                async move {
+                    Ok(BudgetAnswer {
+                        granted: false,
+                        detail: "quiet hours".into(),
+                        quiet_hours_until: Some(until),
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((quiet.0.refusal, quiet.1), (5, Some(until)));
         let later = store
             .invite(
                 &survey,
                 &invitation(bo, "d"),
-                (2, "recently".into()),
-                4,
+                refusals(),
                 ChangeEvent::default(),
                 granted(),
             )
             .await
             .unwrap();
-        assert!(later.invited);
+        assert!(later.0.invited);
 
         let now = Utc::now();
         for index in 0..2 {

@@ -34,12 +34,27 @@ pub struct NewInvitation {
 }
 
 /// The shared contact budget's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BudgetAnswer {
     /// True when the contact was counted.
     pub granted: bool,
     /// Why not, in words.
     pub detail: String,
+    /// Set when the contact policy's quiet hours refused the contact: when
+    /// they end, so the invitation says quiet hours (not a spent budget) and
+    /// a scheduler knows when to try again.
+    pub quiet_hours_until: Option<DateTime<Utc>>,
+}
+
+/// The refusal codes [`FeedbackStore::invite`] records for what it checks.
+#[derive(Debug, Clone)]
+pub struct InvitationRefusals {
+    /// Surveyed within the period: the code and the detail.
+    pub recently: (i32, String),
+    /// The shared contact budget is spent.
+    pub budget: i32,
+    /// The contact policy's quiet hours.
+    pub quiet_hours: i32,
 }
 
 /// A checked response ready to store.
@@ -280,16 +295,17 @@ impl FeedbackStore {
     /// then asks `reserve` (the shared contact budget) and records the
     /// invitation with `event`, all in one transaction: concurrent triggers
     /// for one customer wait on the slot's row and find it taken, on any
-    /// replica. A refused budget gives the slot back.
+    /// replica. A refused budget gives the slot back. Returns the stored
+    /// decision, and when the contact policy's quiet hours refused it, when
+    /// they end.
     pub async fn invite<F>(
         &self,
         survey: &Survey,
         new: &NewInvitation,
-        refused_recently: (i32, String),
-        refused_budget: i32,
+        refusals: InvitationRefusals,
         event: ChangeEvent,
         reserve: F,
-    ) -> Result<invitation::Model>
+    ) -> Result<(invitation::Model, Option<DateTime<Utc>>)>
     where
         F: Future<Output = Result<BudgetAnswer>>,
     {
@@ -315,9 +331,8 @@ impl FeedbackStore {
             .await?;
             if !taken {
                 transaction.rollback().await?;
-                return self
-                    .refuse(survey, new, refused_recently.0, refused_recently.1)
-                    .await;
+                let (code, detail) = refusals.recently;
+                return Ok((self.refuse(survey, new, code, detail).await?, None));
             }
         }
         let budget = match reserve.await {
@@ -329,9 +344,12 @@ impl FeedbackStore {
         };
         if !budget.granted {
             transaction.rollback().await?;
-            return self
-                .refuse(survey, new, refused_budget, budget.detail)
-                .await;
+            let code = match budget.quiet_hours_until {
+                Some(_) => refusals.quiet_hours,
+                None => refusals.budget,
+            };
+            let refused = self.refuse(survey, new, code, budget.detail).await?;
+            return Ok((refused, budget.quiet_hours_until));
         }
         let row = invitation::Model {
             id: new.id.to_string(),
@@ -349,12 +367,12 @@ impl FeedbackStore {
         if stored.id != new.id.to_string() {
             // The same request was decided concurrently: keep its answer.
             transaction.rollback().await?;
-            return Ok(stored);
+            return Ok((stored, None));
         }
         self.outbox.enqueue(&transaction, &event).await?;
         transaction.commit().await?;
         self.outbox.committed();
-        Ok(stored)
+        Ok((stored, None))
     }
 
     /// Stores a response with its follow-up task, comments, churn record and
