@@ -353,6 +353,89 @@ async fn another_customers_decide_request_id_is_a_new_key_for_a_customer_token()
     app.stop().await;
 }
 
+/// A customer's own token may not ask Decide to `explain` (the left-out
+/// candidates list the operator's whole catalogue, with internal names and
+/// targeting rules) nor read a decision in DECISION_VIEW_FULL (features,
+/// every candidate's score, shadow choices): PERMISSION_DENIED naming what
+/// it asked for. The plain decision and its basic view stay open to it.
+#[tokio::test]
+async fn a_customer_token_may_not_see_the_operators_catalogue_or_model() {
+    use cairn_contract::recommendation::v1::{
+        DecisionView, GetDecisionRequest, ListDecisionsRequest,
+    };
+    let app = spawn_app().await;
+    let alice = new_customer(&app, "crm-alice-explain").await;
+    let mut operator = RecommendationServiceClient::new(
+        app.authed(ServiceKind::Recommendation, &["recommendation.write"])
+            .await,
+    );
+    operator
+        .create_action(CreateActionRequest {
+            action: Some(Action {
+                action_id: "vip-save".into(),
+                name: "VIP churn save (internal: gold only)".into(),
+                kind: ActionKind::SalesOffer as i32,
+                category: "retention".into(),
+                channels: vec![Channel::Web as i32],
+                eligibility_rule: "attributes.plan == \"gold\"".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let token = app.customer_token(&alice, &["recommendation.decide", "recommendation.read"]);
+    let mut front =
+        RecommendationServiceClient::new(app.with_token(ServiceKind::Recommendation, &token).await);
+    let decide = |explain: bool| DecideRequest {
+        customer: by_id(&alice),
+        channel: Channel::Web as i32,
+        explain,
+        ..Default::default()
+    };
+    let refused = front.decide(decide(true)).await.expect_err("explain");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("explain"),
+        "{}",
+        refused.message()
+    );
+    let decided = front.decide(decide(false)).await.unwrap().into_inner();
+    assert!(decided.left_out.is_empty());
+    let get = |view: DecisionView| GetDecisionRequest {
+        decision_id: decided.decision_id.clone(),
+        view: view as i32,
+    };
+    let full = front
+        .get_decision(get(DecisionView::Full))
+        .await
+        .expect_err("the full view");
+    assert_eq!(full.code(), Code::PermissionDenied, "{full:?}");
+    assert!(
+        full.message().contains("DECISION_VIEW_FULL"),
+        "{}",
+        full.message()
+    );
+    front.get_decision(get(DecisionView::Basic)).await.unwrap();
+    let listed = front
+        .list_decisions(ListDecisionsRequest {
+            customer: by_id(&alice),
+            view: DecisionView::Full as i32,
+            ..Default::default()
+        })
+        .await
+        .expect_err("the full view of a list");
+    assert_eq!(listed.code(), Code::PermissionDenied, "{listed:?}");
+    // The operator's agents' screens still get the explanation.
+    let mut agent = RecommendationServiceClient::new(
+        app.authed(ServiceKind::Recommendation, &["recommendation.decide"])
+            .await,
+    );
+    let explained = agent.decide(decide(true)).await.unwrap().into_inner();
+    assert_eq!(explained.left_out.len(), 1, "{explained:?}");
+    app.stop().await;
+}
+
 /// A customer's own token answers a survey it was not invited to once per
 /// period (a day, or the survey's minimum period when longer): a second
 /// answer under a new request_id is ALREADY_EXISTS, also when ten arrive at

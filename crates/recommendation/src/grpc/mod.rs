@@ -482,6 +482,13 @@ impl RecommendationService for RecommendationApi {
     ) -> Result<Response<pb::DecideResponse>, Status> {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
+        if request.explain {
+            // The left-out candidates show the operator's whole catalogue,
+            // with internal names and targeting rules: for agents' screens.
+            caller.require_not_customer(
+                "explain (the left-out candidates, with the operator's rules)",
+            )?;
+        }
         let fingerprint = convert::fingerprint(&request.encode_to_vec());
         let mut violations = Violations::new();
         let customer =
@@ -600,8 +607,13 @@ impl RecommendationService for RecommendationApi {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let id = required_uuid("decision_id", &request.decision_id)?;
-        let decision = self.admit_decision(&caller, id).await?;
         let full = request.view == pb::DecisionView::Full as i32;
+        if full {
+            // Features, every candidate's score and the shadow choices are
+            // the operator's model, not the customer's data.
+            caller.require_not_customer("view DECISION_VIEW_FULL")?;
+        }
+        let decision = self.admit_decision(&caller, id).await?;
         Ok(Response::new(pb::GetDecisionResponse {
             decision: Some(convert::decision_to_proto(&decision, full)),
         }))
@@ -614,6 +626,9 @@ impl RecommendationService for RecommendationApi {
         let caller = Principal::of(&request)?;
         let request = request.into_inner();
         let page_listing = listing("recommendation.list_decisions", &request);
+        if request.view == pb::DecisionView::Full as i32 {
+            caller.require_not_customer("view DECISION_VIEW_FULL")?;
+        }
         let mut violations = Violations::new();
         let limit = violations.check(page_size(request.page_size));
         let after = violations.check(self.tokens.decode(&page_listing, &request.page_token));
