@@ -284,6 +284,7 @@ mod tests {
         assert_eq!(entries_stored(&db).await, CALLS as u64);
         drop(writer);
         let report = finished.await.unwrap();
+        eprintln!("{CALLS} entries in {} commits", report.batches);
         assert_eq!(report.entries, CALLS as u64);
         assert_eq!(report.failed, 0);
         assert!(
