@@ -11,7 +11,7 @@ use cairn_contract::profile::v1::{
     ErasePersonalDataRequest, ExportPersonalDataRequest, GetProfileRequest, ListProfilesRequest,
 };
 use cairn_runtime::ServiceKind;
-use cairn_tests::{identifier, spawn_app, touchpoint};
+use cairn_tests::{Options, identifier, spawn_app, spawn_on, touchpoint};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 #[derive(Debug)]
@@ -148,6 +148,78 @@ async fn reads_exports_and_erasures_are_audited_without_the_data() {
             Some(&person),
             "one person, one hash"
         );
+    }
+    app.stop().await;
+}
+
+/// Reads made at once on three profile replicas of one database.
+const CONCURRENT_READS: usize = 200;
+
+/// Audit entries are written in batches (issue 15, item 6), one writer per
+/// replica: two hundred GetProfile calls at once, half by a system and half
+/// by the customer's own front end, spread over three replicas, leave
+/// exactly one entry each, all committed by the time each call is answered.
+#[tokio::test]
+async fn concurrent_reads_on_three_replicas_leave_one_entry_each() {
+    let app = spawn_app().await;
+    let replica = || {
+        spawn_on(
+            std::sync::Arc::clone(&app.database),
+            app.redis_prefix.clone(),
+            Options {
+                services: vec![ServiceKind::Profile],
+                ..Default::default()
+            },
+        )
+    };
+    let (second, third) = (replica().await, replica().await);
+    let id = app
+        .create_profile(
+            vec![identifier(IdentifierType::Email, "audit.crowd@example.com")],
+            &[],
+        )
+        .await;
+    let customer = Some(CustomerRef {
+        customer: Some(customer_ref::Customer::ProfileId(id.clone())),
+    });
+    let customer_token = app.customer_token(&id, &["profile.read"]);
+    let mut clients = Vec::new();
+    for replica in [&app, &second, &third] {
+        clients.push(replica.profile().await);
+        clients.push(ProfileServiceClient::new(
+            replica
+                .with_token(ServiceKind::Profile, &customer_token)
+                .await,
+        ));
+    }
+    let reads = (0..CONCURRENT_READS).map(|read| {
+        let mut client = clients[read % clients.len()].clone();
+        let customer = customer.clone();
+        async move { client.get_profile(GetProfileRequest { customer }).await }
+    });
+    let answers = futures::future::join_all(reads).await;
+    let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(failed.is_empty(), "every read is answered: {failed:?}");
+
+    // Answered means committed: the log is read at once, without waiting.
+    let log = audit_log(&app).await;
+    assert_eq!(log.len(), CONCURRENT_READS, "one entry per read");
+    let by_subject = |subject: &str| log.iter().filter(|e| e.subject == subject).count();
+    assert_eq!(by_subject("test"), CONCURRENT_READS / 2);
+    assert_eq!(by_subject("web-front-end"), CONCURRENT_READS / 2);
+    let person = log[0].person_hash.clone();
+    assert!(person.is_some());
+    for entry in &log {
+        assert_eq!(entry.action, "get_profile", "{entry:?}");
+        assert_eq!(entry.person_hash, person, "one person, one hash");
+        assert_eq!(
+            entry.acting_for.is_some(),
+            entry.subject == "web-front-end",
+            "{entry:?}"
+        );
+    }
+    for replica in [second, third] {
+        replica.stop().await;
     }
     app.stop().await;
 }

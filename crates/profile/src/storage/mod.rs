@@ -48,6 +48,7 @@ pub struct ProfileStore {
     db: DatabaseConnection,
     outbox: Outbox,
     suppressor: Suppressor,
+    audit_writer: audit::AuditWriter,
 }
 
 /// What ListProfiles keeps.
@@ -71,12 +72,16 @@ pub struct ProfilePage {
 
 impl ProfileStore {
     /// A store on `db`, writing change events to `outbox` and hashing
-    /// erased identifiers with `suppressor`.
+    /// erased identifiers with `suppressor`. Starts the store's audit-log
+    /// writer (group commit, see `audit.rs`), so it must be called inside
+    /// the Tokio runtime; the writer ends when the last clone is dropped.
     pub fn new(db: DatabaseConnection, outbox: Outbox, suppressor: Suppressor) -> Self {
+        let (audit_writer, _) = audit::AuditWriter::start(db.clone());
         Self {
             db,
             outbox,
             suppressor,
+            audit_writer,
         }
     }
 
