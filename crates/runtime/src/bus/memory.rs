@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cairn_contract::events::v1::ChangeEvent;
 use tokio::sync::Notify;
 
-use super::{Delivery, EventBus, Origin, Position};
+use super::{Delivery, EventBus, Gap, Origin, Position};
 use crate::error::{Error, Result};
 
 /// An event bus held in this process.
@@ -34,6 +34,12 @@ struct State {
 struct Group {
     delivered: Position,
     pending: BTreeMap<Position, (String, Instant)>,
+    /// Events redelivered to this group alone, not yet read.
+    redeliveries: VecDeque<Delivery>,
+    /// Redelivered events read but not acknowledged, and since when.
+    redelivered_pending: BTreeMap<Position, (Delivery, Instant)>,
+    /// Positions of redelivered events (their own sequence).
+    next_redelivery: u64,
 }
 
 impl MemoryBus {
@@ -64,6 +70,7 @@ impl MemoryBus {
             position,
             event: event.clone(),
             origin,
+            redelivered: false,
         });
         while state.events.len() > self.retention {
             if let Some(trimmed) = state.events.pop_front() {
@@ -157,14 +164,24 @@ impl EventBus for MemoryBus {
             .wait_for(wait, |bus| {
                 let mut state = bus.lock();
                 let delivered = state.groups.get(group).map(|g| g.delivered);
-                let found = state.after(delivered, max);
+                let logged = state.after(delivered, max);
                 let group = state.groups.entry(group.to_string()).or_default();
-                for delivery in &found {
+                let mut found = Vec::new();
+                while found.len() < max
+                    && let Some(redelivery) = group.redeliveries.pop_front()
+                {
+                    group
+                        .redelivered_pending
+                        .insert(redelivery.position, (redelivery.clone(), Instant::now()));
+                    found.push(redelivery);
+                }
+                for delivery in &logged {
                     group.delivered = delivery.position;
                     group
                         .pending
                         .insert(delivery.position, (consumer.to_string(), Instant::now()));
                 }
+                found.extend(logged);
                 found
             })
             .await)
@@ -188,7 +205,7 @@ impl EventBus for MemoryBus {
                 .collect(),
             None => return Ok(Vec::new()),
         };
-        let found: Vec<Delivery> = state
+        let mut found: Vec<Delivery> = state
             .events
             .iter()
             .filter(|delivery| stale.contains(&delivery.position))
@@ -200,6 +217,12 @@ impl EventBus for MemoryBus {
                     .pending
                     .insert(*position, (consumer.to_string(), Instant::now()));
             }
+            for (delivery, since) in group.redelivered_pending.values_mut() {
+                if since.elapsed() >= min_idle && found.len() < max {
+                    *since = Instant::now();
+                    found.insert(0, delivery.clone());
+                }
+            }
         }
         Ok(found)
     }
@@ -208,6 +231,61 @@ impl EventBus for MemoryBus {
         if let Some(group) = self.lock().groups.get_mut(group) {
             for position in positions {
                 group.pending.remove(position);
+            }
+        }
+        Ok(())
+    }
+
+    async fn gaps(&self) -> Result<Vec<Gap>> {
+        let state = self.lock();
+        let (Some(trimmed), Some(oldest)) = (state.trimmed, state.events.front()) else {
+            return Ok(Vec::new());
+        };
+        Ok(state
+            .groups
+            .iter()
+            .filter_map(|(name, group)| {
+                // An unacknowledged event that was trimmed is lost too.
+                let after = match group.pending.keys().next() {
+                    Some(first) if *first <= trimmed => Position {
+                        millis: 0,
+                        sequence: first.sequence.saturating_sub(1),
+                    }
+                    .min(group.delivered),
+                    _ => group.delivered,
+                };
+                (after < trimmed).then(|| Gap {
+                    group: name.clone(),
+                    after,
+                    before: oldest.position,
+                    missed: Some(trimmed.sequence - after.sequence),
+                })
+            })
+            .collect())
+    }
+
+    async fn redeliver(&self, group: &str, event: &ChangeEvent, origin: &Origin) -> Result<()> {
+        let mut state = self.lock();
+        let group = state.groups.entry(group.to_string()).or_default();
+        group.next_redelivery += 1;
+        group.redeliveries.push_back(Delivery {
+            position: Position {
+                millis: 0,
+                sequence: group.next_redelivery,
+            },
+            event: event.clone(),
+            origin: Some(origin.clone()),
+            redelivered: true,
+        });
+        drop(state);
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn ack_redelivered(&self, group: &str, positions: &[Position]) -> Result<()> {
+        if let Some(group) = self.lock().groups.get_mut(group) {
+            for position in positions {
+                group.redelivered_pending.remove(position);
             }
         }
         Ok(())
