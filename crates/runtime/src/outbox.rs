@@ -88,10 +88,20 @@ fn position_between(after: Position, before: Position) -> sea_orm::sea_query::Co
         )
 }
 
-/// How far `gap`'s group was already given this outbox's events (the zero
-/// position when never).
+/// Before which position `gap`'s group was already given every event of
+/// this outbox (the zero position when never).
 fn covered(done: &std::collections::HashMap<String, Position>, gap: &Gap) -> Position {
     done.get(&gap.group).copied().unwrap_or_default()
+}
+
+/// The exclusive lower bound of what `gap`'s group still needs: after its
+/// last delivery, and from the upper end of what it was given already (the
+/// event at that end was still in the log then, and may be trimmed since).
+fn still_needed_after(done: &std::collections::HashMap<String, Position>, gap: &Gap) -> Position {
+    match done.get(&gap.group) {
+        Some(before) => before.just_before().max(gap.after),
+        None => gap.after,
+    }
 }
 
 /// A change event ready to be written to the outbox.
@@ -452,10 +462,10 @@ impl Outbox {
         let done = self.redelivered(&transaction, &generation).await?;
         let mut total = 0;
         for gap in &gaps {
-            let after = covered(&done, gap).max(gap.after);
-            if after >= gap.before {
+            if covered(&done, gap) >= gap.before {
                 continue;
             }
+            let after = still_needed_after(&done, gap);
             let select = Query::select()
                 .columns([
                     "id",
@@ -503,7 +513,7 @@ impl Outbox {
                 }
                 if rows.len() as u64 == REDELIVERY_BATCH {
                     // A full batch: the next look goes on after the last row.
-                    reached = position;
+                    reached = position.just_after();
                 }
             }
             self.record_redelivery(&transaction, &gap.group, &generation, reached, redelivered)
@@ -558,7 +568,8 @@ impl Outbox {
         Ok(done)
     }
 
-    /// Records that `group` was given everything of this outbox before `reached`.
+    /// Records that `group` was given every event of this outbox before
+    /// `reached` (exclusive: the event at `reached` was still in the log).
     async fn record_redelivery(
         &self,
         connection: &impl ConnectionTrait,
@@ -865,5 +876,38 @@ impl sea_orm_migration::MigrationTrait for TrackRedeliveries {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: u64) -> Position {
+        Position {
+            millis,
+            sequence: 0,
+        }
+    }
+
+    #[test]
+    fn a_later_look_includes_the_event_that_ended_the_previous_gap() {
+        let gap = Gap {
+            group: "journey".into(),
+            after: at(10),
+            before: at(300),
+            missed: None,
+        };
+        let mut done = std::collections::HashMap::new();
+        assert_eq!(still_needed_after(&done, &gap), at(10));
+        // An earlier look gave the group everything before 200; the event at
+        // 200 was still in the log then and has been trimmed since.
+        done.insert("journey".to_string(), at(200));
+        let after = still_needed_after(&done, &gap);
+        assert!(after < at(200) && after > at(199));
+        assert!(covered(&done, &gap) < gap.before);
+        // A look that reached the gap's end leaves nothing for the next.
+        done.insert("journey".to_string(), at(300));
+        assert!(covered(&done, &gap) >= gap.before);
     }
 }

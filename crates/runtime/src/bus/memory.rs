@@ -322,3 +322,80 @@ impl EventBus for MemoryBus {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(number: u32) -> ChangeEvent {
+        ChangeEvent {
+            event_id: format!("event-{number}"),
+            topic: "profile.created".into(),
+            ..ChangeEvent::default()
+        }
+    }
+
+    fn ids(deliveries: &[Delivery]) -> Vec<(String, bool)> {
+        deliveries
+            .iter()
+            .map(|delivery| (delivery.event.event_id.clone(), delivery.redelivered))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_the_trimming_passed_is_found_and_reads_its_redeliveries_first() {
+        let bus = MemoryBus::new(3);
+        bus.publish(&event(1)).await.unwrap();
+        let read = bus.read_group("slow", "a", 10, Duration::ZERO).await.unwrap();
+        bus.ack("slow", &[read[0].position]).await.unwrap();
+        assert_eq!(bus.gaps().await.unwrap(), Vec::new());
+        for number in 2..=6 {
+            bus.publish(&event(number)).await.unwrap();
+        }
+        // Events 2 and 3 were trimmed before the group read them.
+        let gaps = bus.gaps().await.unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(
+            (gaps[0].group.as_str(), gaps[0].after.sequence, gaps[0].before.sequence),
+            ("slow", 1, 4)
+        );
+        assert_eq!(gaps[0].missed, Some(2));
+        for number in [2, 3] {
+            let origin = Origin {
+                generation: bus.generation().await.unwrap(),
+                position: Position {
+                    millis: 0,
+                    sequence: u64::from(number),
+                },
+            };
+            bus.redeliver("slow", &event(number), &origin).await.unwrap();
+        }
+        // Another group never sees the copies.
+        let other = bus.read_group("other", "b", 10, Duration::ZERO).await.unwrap();
+        assert!(other.iter().all(|delivery| !delivery.redelivered));
+        let read = bus.read_group("slow", "a", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            ids(&read),
+            vec![
+                ("event-2".into(), true),
+                ("event-3".into(), true),
+                ("event-4".into(), false),
+                ("event-5".into(), false),
+                ("event-6".into(), false),
+            ]
+        );
+        let (copies, logged): (Vec<_>, Vec<_>) =
+            read.iter().partition(|delivery| delivery.redelivered);
+        let positions = |deliveries: &[&Delivery]| -> Vec<Position> {
+            deliveries.iter().map(|delivery| delivery.position).collect()
+        };
+        bus.ack_redelivered("slow", &positions(&copies)).await.unwrap();
+        bus.ack("slow", &positions(&logged)).await.unwrap();
+        assert_eq!(bus.gaps().await.unwrap(), Vec::new());
+        let stale = bus
+            .claim_stale("slow", "a", Duration::ZERO, 10)
+            .await
+            .unwrap();
+        assert!(stale.is_empty(), "acknowledged copies are not handed out again");
+    }
+}

@@ -39,6 +39,38 @@ pub struct Position {
     pub sequence: u64,
 }
 
+impl Position {
+    /// The position just before this one: an exclusive lower bound that
+    /// includes this position.
+    pub fn just_before(self) -> Self {
+        match self.sequence {
+            0 => Self {
+                millis: self.millis.saturating_sub(1),
+                sequence: u64::MAX,
+            },
+            sequence => Self {
+                millis: self.millis,
+                sequence: sequence - 1,
+            },
+        }
+    }
+
+    /// The position just after this one: an exclusive upper bound that
+    /// includes this position.
+    pub fn just_after(self) -> Self {
+        match self.sequence {
+            u64::MAX => Self {
+                millis: self.millis.saturating_add(1),
+                sequence: 0,
+            },
+            sequence => Self {
+                millis: self.millis,
+                sequence: sequence + 1,
+            },
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.millis, self.sequence)

@@ -75,21 +75,6 @@ impl StreamState {
     }
 }
 
-/// The position just before `position`: an exclusive lower bound that
-/// includes it.
-fn just_before(position: Position) -> Position {
-    match position.sequence {
-        0 => Position {
-            millis: position.millis.saturating_sub(1),
-            sequence: u64::MAX,
-        },
-        sequence => Position {
-            millis: position.millis,
-            sequence: sequence - 1,
-        },
-    }
-}
-
 impl RedisBus {
     /// A bus on the stream `<prefix>events`, keeping about `retention` events.
     pub fn new(connection: ConnectionManager, prefix: &str, retention: usize) -> Self {
@@ -439,7 +424,7 @@ impl EventBus for RedisBus {
                     && oldest_pending < stream.oldest
                     && oldest_pending <= after
                 {
-                    after = just_before(oldest_pending);
+                    after = oldest_pending.just_before();
                     lag = None;
                 }
             }
@@ -616,9 +601,13 @@ mod tests {
     #[test]
     fn just_before_includes_the_position_itself() {
         let position: Position = "1700000000000-0".parse().unwrap();
-        assert!(just_before(position) < position);
-        assert_eq!(just_before(position).to_string(), format!("1699999999999-{}", u64::MAX));
+        assert!(position.just_before() < position);
+        assert_eq!(
+            position.just_before().to_string(),
+            format!("1699999999999-{}", u64::MAX)
+        );
+        assert_eq!(position.just_before().just_after(), position);
         let next: Position = "1700000000000-4".parse().unwrap();
-        assert_eq!(just_before(next).to_string(), "1700000000000-3");
+        assert_eq!(next.just_before().to_string(), "1700000000000-3");
     }
 }
