@@ -198,7 +198,10 @@ async fn a_group_the_trimming_passed_gets_every_missed_event_once_from_the_outbo
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(waiting as i64, redelivered, "one copy each, for that group alone");
+    assert_eq!(
+        waiting as i64, redelivered,
+        "one copy each, for that group alone"
+    );
     let db = database.connect().await;
     let again = Outbox::new("profile_outbox")
         .redeliver_missed(&db, &*bus)
@@ -228,7 +231,11 @@ async fn a_group_the_trimming_passed_gets_every_missed_event_once_from_the_outbo
     tokio::time::sleep(cairn_runtime::outbox::REDELIVERY_CHECK * 2).await;
     assert_eq!(*lagging.handled.lock().unwrap(), stored);
     assert_eq!(*steady.handled.lock().unwrap(), stored);
-    assert_eq!(lagging.doubled(), Vec::new(), "the lagging group got an event twice");
+    assert_eq!(
+        lagging.doubled(),
+        Vec::new(),
+        "the lagging group got an event twice"
+    );
     assert_eq!(steady.doubled(), Vec::new(), "the steady group got a copy");
     let waiting: usize = redis::cmd("XLEN")
         .arg(format!("{prefix}events:redelivery:test-lagging"))

@@ -77,14 +77,18 @@ fn position_between(after: Position, before: Position) -> sea_orm::sea_query::Co
     let (before_millis, before_sequence) = position_columns(before);
     sea_orm::sea_query::Condition::all()
         .add(
-            Expr::col("position_millis").gt(after_millis).or(Expr::col("position_millis")
-                .eq(after_millis)
-                .and(Expr::col("position_sequence").gt(after_sequence))),
+            Expr::col("position_millis")
+                .gt(after_millis)
+                .or(Expr::col("position_millis")
+                    .eq(after_millis)
+                    .and(Expr::col("position_sequence").gt(after_sequence))),
         )
         .add(
-            Expr::col("position_millis").lt(before_millis).or(Expr::col("position_millis")
-                .eq(before_millis)
-                .and(Expr::col("position_sequence").lt(before_sequence))),
+            Expr::col("position_millis")
+                .lt(before_millis)
+                .or(Expr::col("position_millis")
+                    .eq(before_millis)
+                    .and(Expr::col("position_sequence").lt(before_sequence))),
         )
 }
 
@@ -249,9 +253,12 @@ impl Outbox {
             return Ok(());
         }
         // FNV-1a of the table name: the same key in every replica.
-        let hash = self.table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = self
+            .table
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         let key = i64::from_ne_bytes(hash.to_ne_bytes());
         let function = if exclusive {
             "pg_advisory_xact_lock"
@@ -600,7 +607,12 @@ impl Outbox {
             ])
             .on_conflict(
                 sea_orm::sea_query::OnConflict::column("consumer_group")
-                    .update_columns(["generation", "before_millis", "before_sequence", "updated_at"])
+                    .update_columns([
+                        "generation",
+                        "before_millis",
+                        "before_sequence",
+                        "updated_at",
+                    ])
                     .value(
                         "redelivered",
                         Expr::cust(format!("{table}.redelivered + excluded.redelivered")),

@@ -346,7 +346,10 @@ mod tests {
     async fn a_group_the_trimming_passed_is_found_and_reads_its_redeliveries_first() {
         let bus = MemoryBus::new(3);
         bus.publish(&event(1)).await.unwrap();
-        let read = bus.read_group("slow", "a", 10, Duration::ZERO).await.unwrap();
+        let read = bus
+            .read_group("slow", "a", 10, Duration::ZERO)
+            .await
+            .unwrap();
         bus.ack("slow", &[read[0].position]).await.unwrap();
         assert_eq!(bus.gaps().await.unwrap(), Vec::new());
         for number in 2..=6 {
@@ -356,7 +359,11 @@ mod tests {
         let gaps = bus.gaps().await.unwrap();
         assert_eq!(gaps.len(), 1);
         assert_eq!(
-            (gaps[0].group.as_str(), gaps[0].after.sequence, gaps[0].before.sequence),
+            (
+                gaps[0].group.as_str(),
+                gaps[0].after.sequence,
+                gaps[0].before.sequence
+            ),
             ("slow", 1, 4)
         );
         assert_eq!(gaps[0].missed, Some(2));
@@ -368,12 +375,20 @@ mod tests {
                     sequence: u64::from(number),
                 },
             };
-            bus.redeliver("slow", &event(number), &origin).await.unwrap();
+            bus.redeliver("slow", &event(number), &origin)
+                .await
+                .unwrap();
         }
         // Another group never sees the copies.
-        let other = bus.read_group("other", "b", 10, Duration::ZERO).await.unwrap();
+        let other = bus
+            .read_group("other", "b", 10, Duration::ZERO)
+            .await
+            .unwrap();
         assert!(other.iter().all(|delivery| !delivery.redelivered));
-        let read = bus.read_group("slow", "a", 10, Duration::ZERO).await.unwrap();
+        let read = bus
+            .read_group("slow", "a", 10, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(
             ids(&read),
             vec![
@@ -387,15 +402,23 @@ mod tests {
         let (copies, logged): (Vec<_>, Vec<_>) =
             read.iter().partition(|delivery| delivery.redelivered);
         let positions = |deliveries: &[&Delivery]| -> Vec<Position> {
-            deliveries.iter().map(|delivery| delivery.position).collect()
+            deliveries
+                .iter()
+                .map(|delivery| delivery.position)
+                .collect()
         };
-        bus.ack_redelivered("slow", &positions(&copies)).await.unwrap();
+        bus.ack_redelivered("slow", &positions(&copies))
+            .await
+            .unwrap();
         bus.ack("slow", &positions(&logged)).await.unwrap();
         assert_eq!(bus.gaps().await.unwrap(), Vec::new());
         let stale = bus
             .claim_stale("slow", "a", Duration::ZERO, 10)
             .await
             .unwrap();
-        assert!(stale.is_empty(), "acknowledged copies are not handed out again");
+        assert!(
+            stale.is_empty(),
+            "acknowledged copies are not handed out again"
+        );
     }
 }

@@ -345,10 +345,7 @@ impl EventBus for RedisBus {
                         &options,
                     )
                     .await?;
-                Ok(self.deliveries(
-                    group,
-                    reply.map(|reply| reply.keys).unwrap_or_default(),
-                ))
+                Ok(self.deliveries(group, reply.map(|reply| reply.keys).unwrap_or_default()))
             }
         })
         .await
@@ -584,7 +581,10 @@ mod tests {
         };
         // Stopped after 50 events: 250 added since, 100 still in the log.
         let gap = stream.gap("journey", at(50), Some(250)).unwrap();
-        assert_eq!((gap.after, gap.before, gap.missed), (at(50), at(200), Some(150)));
+        assert_eq!(
+            (gap.after, gap.before, gap.missed),
+            (at(50), at(200), Some(150))
+        );
         // Exactly on the newest trimmed event: nothing missed.
         assert_eq!(stream.gap("journey", at(199), Some(100)), None);
         // Within the retained events, or nothing trimmed at all.
