@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod bus;
 mod bus_reset;
+mod bus_trim;
 mod consent;
 mod context;
 mod contract;

@@ -104,6 +104,8 @@ pub struct Settings {
     #[arg(long, env = "CAIRN_REDIS_PREFIX", default_value = "cairn:")]
     pub redis_prefix: String,
     /// Events kept on the bus for listeners that reconnect (approximate).
+    /// A consumer group that falls further behind gets the trimmed events
+    /// it missed redelivered from the outboxes (see `outbox::Outbox::redeliver_missed`).
     #[arg(long, env = "CAIRN_EVENT_RETENTION", default_value_t = 1_000_000)]
     pub event_retention: usize,
     /// How long each service keeps the events it published in its outbox

@@ -19,6 +19,20 @@
 //! in the same transaction, so three replicas replay each event once between
 //! them; consumer groups, recreated from the start of the new log, handle
 //! replays they had handled before as no-ops (their inbox).
+//!
+//! The bus's log is also trimmed to about `CAIRN_EVENT_RETENTION` events.
+//! A consumer group whose service is down or slow for longer than that
+//! would lose the trimmed events it had not read, so each row also keeps
+//! its position in the current log, and the relay of each service looks
+//! every [`REDELIVERY_CHECK`] for groups the trimming passed
+//! ([`EventBus::gaps`]) and redelivers its own rows in each group's gap to
+//! that group alone ([`Outbox::redeliver_missed`]). Each service knows only
+//! its own outbox, so each redelivers its own share. What was redelivered
+//! to a group is recorded in `<table>_redeliveries` (the gap's upper end),
+//! so the same gap is redelivered once, whichever replica looks, and after
+//! any replica restarts; the look holds an exclusive advisory lock that the
+//! publishing transactions hold shared, so every event published before the
+//! look has its position recorded when the look reads the log.
 
 use crate::storage::BeginWrite;
 use std::sync::Arc;
@@ -34,7 +48,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{EventBus, EventHandler, Origin, Position};
+use crate::bus::{EventBus, EventHandler, Gap, Origin, Position};
 use crate::error::{Error, Result};
 
 /// Rows published per round.
@@ -43,6 +57,56 @@ const BATCH: u64 = 128;
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How often a relay deletes published rows past the retention window.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a relay looks for consumer groups that the log's trimming
+/// passed: two `XINFO` calls, and a look at the database only when there is one.
+pub const REDELIVERY_CHECK: Duration = Duration::from_secs(2);
+/// Rows redelivered to one group per look; the rest follow at the next.
+const REDELIVERY_BATCH: u64 = 1000;
+
+/// A position as the two columns that keep it in order.
+fn position_columns(position: Position) -> (i64, i64) {
+    (
+        i64::try_from(position.millis).unwrap_or(i64::MAX),
+        i64::try_from(position.sequence).unwrap_or(i64::MAX),
+    )
+}
+
+/// The rows whose position in the log lies after `after` and before `before`.
+fn position_between(after: Position, before: Position) -> sea_orm::sea_query::Condition {
+    let (after_millis, after_sequence) = position_columns(after);
+    let (before_millis, before_sequence) = position_columns(before);
+    sea_orm::sea_query::Condition::all()
+        .add(
+            Expr::col("position_millis")
+                .gt(after_millis)
+                .or(Expr::col("position_millis")
+                    .eq(after_millis)
+                    .and(Expr::col("position_sequence").gt(after_sequence))),
+        )
+        .add(
+            Expr::col("position_millis")
+                .lt(before_millis)
+                .or(Expr::col("position_millis")
+                    .eq(before_millis)
+                    .and(Expr::col("position_sequence").lt(before_sequence))),
+        )
+}
+
+/// Before which position `gap`'s group was already given every event of
+/// this outbox (the zero position when never).
+fn covered(done: &std::collections::HashMap<String, Position>, gap: &Gap) -> Position {
+    done.get(&gap.group).copied().unwrap_or_default()
+}
+
+/// The exclusive lower bound of what `gap`'s group still needs: after its
+/// last delivery, and from the upper end of what it was given already (the
+/// event at that end was still in the log then, and may be trimmed since).
+fn still_needed_after(done: &std::collections::HashMap<String, Position>, gap: &Gap) -> Position {
+    match done.get(&gap.group) {
+        Some(before) => before.just_before().max(gap.after),
+        None => gap.after,
+    }
+}
 
 /// A change event ready to be written to the outbox.
 pub fn event(source: &str, topic: &str, profile_id: &str, payload: Payload) -> ChangeEvent {
@@ -174,6 +238,43 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// The table that records what was redelivered to each consumer group.
+    fn redeliveries_table(&self) -> String {
+        format!("{}_redeliveries", self.table)
+    }
+
+    /// Takes this outbox's advisory lock until the end of `transaction`:
+    /// shared by the transactions that publish (they run side by side),
+    /// exclusive for the look for trimmed groups, which so waits until
+    /// every publication in flight has recorded its position. SQLite needs
+    /// none: its write transactions already run one at a time.
+    async fn lock(&self, transaction: &impl ConnectionTrait, exclusive: bool) -> Result<()> {
+        if transaction.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        // FNV-1a of the table name: the same key in every replica.
+        let hash = self
+            .table
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        let key = i64::from_ne_bytes(hash.to_ne_bytes());
+        let function = if exclusive {
+            "pg_advisory_xact_lock"
+        } else {
+            "pg_advisory_xact_lock_shared"
+        };
+        transaction
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                format!("SELECT {function}($1)"),
+                [key.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Publishes one batch: first events the bus lost (rows of an older
     /// generation), then new ones. Returns how many events it published.
     pub async fn relay_once(&self, db: &DatabaseConnection, bus: &dyn EventBus) -> Result<usize> {
@@ -197,6 +298,7 @@ impl Outbox {
         generation: &str,
     ) -> Result<usize> {
         let transaction = db.begin_write().await?;
+        self.lock(&transaction, false).await?;
         let select = Query::select()
             .columns([
                 "id",
@@ -222,6 +324,9 @@ impl Outbox {
             return Ok(0);
         }
         let mut ids = Vec::with_capacity(rows.len());
+        let mut millis = sea_orm::sea_query::CaseStatement::new();
+        let mut sequences = sea_orm::sea_query::CaseStatement::new();
+        let mut replayed_any = false;
         for row in &rows {
             let id: i64 = row.try_get("", "id")?;
             let payload: Vec<u8> = row.try_get("", "payload")?;
@@ -236,7 +341,10 @@ impl Outbox {
             };
             match ChangeEvent::decode(payload.as_slice()) {
                 Ok(event) => {
-                    bus.publish_replay(&event, &origin).await?;
+                    let position = position_columns(bus.publish_replay(&event, &origin).await?);
+                    millis = millis.case(Expr::col("id").eq(id), position.0);
+                    sequences = sequences.case(Expr::col("id").eq(id), position.1);
+                    replayed_any = true;
                 }
                 Err(error) => {
                     tracing::error!(outbox = %self.table, id, %error, "not replaying an undecodable outbox row")
@@ -244,11 +352,17 @@ impl Outbox {
             }
             ids.push(id);
         }
-        let update = Query::update()
+        let mut update = Query::update()
             .table(self.table.clone())
             .value("generation", generation)
             .and_where(Expr::col("id").is_in(ids.clone()))
             .to_owned();
+        if replayed_any {
+            // An undecodable row keeps no position (the CASE has no branch for it).
+            update
+                .value("position_millis", millis)
+                .value("position_sequence", sequences);
+        }
         transaction.execute(&update).await?;
         transaction.commit().await?;
         tracing::info!(outbox = %self.table, replayed = ids.len(), "replayed events the bus had lost");
@@ -263,6 +377,7 @@ impl Outbox {
         generation: &str,
     ) -> Result<usize> {
         let transaction = db.begin_write().await?;
+        self.lock(&transaction, false).await?;
         let select = Query::select()
             .columns(["id", "payload"])
             .from(self.table.clone())
@@ -294,8 +409,13 @@ impl Outbox {
         if !published.is_empty() {
             let ids: Vec<i64> = published.iter().map(|(id, _)| *id).collect();
             let mut positions = sea_orm::sea_query::CaseStatement::new();
+            let mut millis = sea_orm::sea_query::CaseStatement::new();
+            let mut sequences = sea_orm::sea_query::CaseStatement::new();
             for (id, position) in &published {
                 positions = positions.case(Expr::col("id").eq(*id), position.to_string());
+                let (at_millis, at_sequence) = position_columns(*position);
+                millis = millis.case(Expr::col("id").eq(*id), at_millis);
+                sequences = sequences.case(Expr::col("id").eq(*id), at_sequence);
             }
             let update = Query::update()
                 .table(self.table.clone())
@@ -303,6 +423,8 @@ impl Outbox {
                 .value("generation", generation)
                 .value("origin_generation", generation)
                 .value("origin_position", positions)
+                .value("position_millis", millis)
+                .value("position_sequence", sequences)
                 .and_where(Expr::col("id").is_in(ids))
                 .to_owned();
             transaction.execute(&update).await?;
@@ -316,6 +438,190 @@ impl Outbox {
         }
         transaction.commit().await?;
         Ok(published.len() + undecodable.len())
+    }
+
+    /// Redelivers this outbox's events that consumer groups missed because
+    /// the log was trimmed past them (see [`EventBus::gaps`]), each to its
+    /// group alone, once: the upper end of what each group was given is
+    /// recorded in `<table>_redeliveries`, and a later look redelivers only
+    /// what lies past it. Returns how many events it redelivered.
+    pub async fn redeliver_missed(
+        &self,
+        db: &DatabaseConnection,
+        bus: &dyn EventBus,
+    ) -> Result<usize> {
+        let gaps = bus.gaps().await?;
+        if gaps.is_empty() {
+            return Ok(0);
+        }
+        // A cheap look first: most of the time every gap was handled.
+        let generation = bus.generation().await?;
+        let done = self.redelivered(db, &generation).await?;
+        if gaps.iter().all(|gap| covered(&done, gap) >= gap.before) {
+            return Ok(0);
+        }
+        let transaction = db.begin_write().await?;
+        self.lock(&transaction, true).await?;
+        // Again under the lock, which no publication of this outbox holds
+        // now: each row published before these reads has its position.
+        let generation = bus.generation().await?;
+        let gaps = bus.gaps().await?;
+        let done = self.redelivered(&transaction, &generation).await?;
+        let mut total = 0;
+        for gap in &gaps {
+            if covered(&done, gap) >= gap.before {
+                continue;
+            }
+            let after = still_needed_after(&done, gap);
+            let select = Query::select()
+                .columns([
+                    "id",
+                    "payload",
+                    "origin_generation",
+                    "origin_position",
+                    "position_millis",
+                    "position_sequence",
+                ])
+                .from(self.table.clone())
+                .and_where(Expr::col("generation").eq(generation.as_str()))
+                .cond_where(position_between(after, gap.before))
+                .order_by("position_millis", Order::Asc)
+                .order_by("position_sequence", Order::Asc)
+                .limit(REDELIVERY_BATCH)
+                .to_owned();
+            let rows = transaction.query_all(&select).await?;
+            let mut reached = gap.before;
+            let mut redelivered = 0_u64;
+            for row in &rows {
+                let id: i64 = row.try_get("", "id")?;
+                let payload: Vec<u8> = row.try_get("", "payload")?;
+                let first_in: Option<String> = row.try_get("", "origin_generation")?;
+                let first_at: Option<String> = row.try_get("", "origin_position")?;
+                let at_millis: i64 = row.try_get("", "position_millis")?;
+                let at_sequence: i64 = row.try_get("", "position_sequence")?;
+                let position = Position {
+                    millis: u64::try_from(at_millis).unwrap_or_default(),
+                    sequence: u64::try_from(at_sequence).unwrap_or_default(),
+                };
+                let origin = Origin {
+                    generation: first_in.unwrap_or_else(|| generation.clone()),
+                    position: first_at
+                        .and_then(|text| text.parse::<Position>().ok())
+                        .unwrap_or(position),
+                };
+                match ChangeEvent::decode(payload.as_slice()) {
+                    Ok(event) => {
+                        bus.redeliver(&gap.group, &event, &origin).await?;
+                        redelivered += 1;
+                    }
+                    Err(error) => {
+                        tracing::error!(outbox = %self.table, id, %error, "not redelivering an undecodable outbox row")
+                    }
+                }
+                if rows.len() as u64 == REDELIVERY_BATCH {
+                    // A full batch: the next look goes on after the last row.
+                    reached = position.just_after();
+                }
+            }
+            self.record_redelivery(&transaction, &gap.group, &generation, reached, redelivered)
+                .await?;
+            if redelivered > 0 {
+                metrics::counter!(
+                    "cairn_events_redelivered_total",
+                    "group" => gap.group.clone(),
+                    "outbox" => self.table.clone(),
+                )
+                .increment(redelivered);
+                tracing::warn!(
+                    outbox = %self.table,
+                    group = %gap.group,
+                    redelivered,
+                    missed = ?gap.missed,
+                    after = %after,
+                    before = %gap.before,
+                    "the event log was trimmed past a lagging consumer group; redelivered its missed events from the outbox"
+                );
+            }
+            total += redelivered as usize;
+        }
+        transaction.commit().await?;
+        Ok(total)
+    }
+
+    /// For each consumer group, how far this outbox has redelivered in `generation`.
+    async fn redelivered(
+        &self,
+        connection: &impl ConnectionTrait,
+        generation: &str,
+    ) -> Result<std::collections::HashMap<String, Position>> {
+        let select = Query::select()
+            .columns(["consumer_group", "before_millis", "before_sequence"])
+            .from(self.redeliveries_table())
+            .and_where(Expr::col("generation").eq(generation))
+            .to_owned();
+        let mut done = std::collections::HashMap::new();
+        for row in connection.query_all(&select).await? {
+            let group: String = row.try_get("", "consumer_group")?;
+            let millis: i64 = row.try_get("", "before_millis")?;
+            let sequence: i64 = row.try_get("", "before_sequence")?;
+            done.insert(
+                group,
+                Position {
+                    millis: u64::try_from(millis).unwrap_or_default(),
+                    sequence: u64::try_from(sequence).unwrap_or_default(),
+                },
+            );
+        }
+        Ok(done)
+    }
+
+    /// Records that `group` was given every event of this outbox before
+    /// `reached` (exclusive: the event at `reached` was still in the log).
+    async fn record_redelivery(
+        &self,
+        connection: &impl ConnectionTrait,
+        group: &str,
+        generation: &str,
+        reached: Position,
+        redelivered: u64,
+    ) -> Result<()> {
+        let table = self.redeliveries_table();
+        let (millis, sequence) = position_columns(reached);
+        let insert = Query::insert()
+            .into_table(table.clone())
+            .columns([
+                "consumer_group",
+                "generation",
+                "before_millis",
+                "before_sequence",
+                "redelivered",
+                "updated_at",
+            ])
+            .values_panic([
+                group.into(),
+                generation.into(),
+                millis.into(),
+                sequence.into(),
+                i64::try_from(redelivered).unwrap_or(i64::MAX).into(),
+                chrono::Utc::now().timestamp_millis().into(),
+            ])
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column("consumer_group")
+                    .update_columns([
+                        "generation",
+                        "before_millis",
+                        "before_sequence",
+                        "updated_at",
+                    ])
+                    .value(
+                        "redelivered",
+                        Expr::cust(format!("{table}.redelivered + excluded.redelivered")),
+                    )
+                    .to_owned(),
+            )
+            .to_owned();
+        connection.execute(&insert).await?;
+        Ok(())
     }
 
     /// Deletes published rows older than `retention`; returns how many.
@@ -376,7 +682,14 @@ impl Outbox {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             let mut last_sweep: Option<tokio::time::Instant> = None;
+            let mut last_redelivery = tokio::time::Instant::now();
             loop {
+                if last_redelivery.elapsed() >= REDELIVERY_CHECK {
+                    if let Err(error) = outbox.redeliver_missed(&db, &*bus).await {
+                        tracing::warn!(outbox = %outbox.table, %error, "redelivering events to lagging consumer groups failed; retrying later");
+                    }
+                    last_redelivery = tokio::time::Instant::now();
+                }
                 if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
                     match outbox.sweep(&db, retention).await {
                         Ok(deleted) if deleted > 0 => {
@@ -503,5 +816,110 @@ impl sea_orm_migration::MigrationTrait for KeepPublishedEvents {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The migration that lets an outbox redeliver events to consumer groups
+/// the log's trimming passed: each row's position in the current log (two
+/// numbers, so that they sort) and the table `<table>_redeliveries`, what
+/// each group was given already. Rows published before it keep no position
+/// and are not redelivered after a trim (they still are after a reset).
+pub struct TrackRedeliveries {
+    name: &'static str,
+    table: &'static str,
+}
+
+impl TrackRedeliveries {
+    /// The migration `name` of the outbox `table`.
+    pub const fn new(name: &'static str, table: &'static str) -> Self {
+        Self { name, table }
+    }
+
+    /// Its statements, one a column (SQLite alters one at a time).
+    pub fn statements(table: &str) -> Vec<String> {
+        vec![
+            format!("ALTER TABLE {table} ADD COLUMN position_millis BIGINT"),
+            format!("ALTER TABLE {table} ADD COLUMN position_sequence BIGINT"),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {table}_by_position ON {table} (generation, position_millis, position_sequence)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {table}_redeliveries (\
+                 consumer_group VARCHAR(255) NOT NULL PRIMARY KEY, \
+                 generation VARCHAR(64) NOT NULL, \
+                 before_millis BIGINT NOT NULL, \
+                 before_sequence BIGINT NOT NULL, \
+                 redelivered BIGINT NOT NULL, \
+                 updated_at BIGINT NOT NULL)"
+            ),
+        ]
+    }
+}
+
+impl sea_orm_migration::MigrationName for TrackRedeliveries {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl sea_orm_migration::MigrationTrait for TrackRedeliveries {
+    async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm::DbErr> {
+        for statement in Self::statements(self.table) {
+            manager
+                .get_connection()
+                .execute_unprepared(&statement)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm::DbErr> {
+        let table = self.table;
+        for statement in [
+            format!("DROP TABLE IF EXISTS {table}_redeliveries"),
+            format!("DROP INDEX IF EXISTS {table}_by_position"),
+            format!("ALTER TABLE {table} DROP COLUMN position_millis"),
+            format!("ALTER TABLE {table} DROP COLUMN position_sequence"),
+        ] {
+            manager
+                .get_connection()
+                .execute_unprepared(&statement)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: u64) -> Position {
+        Position {
+            millis,
+            sequence: 0,
+        }
+    }
+
+    #[test]
+    fn a_later_look_includes_the_event_that_ended_the_previous_gap() {
+        let gap = Gap {
+            group: "journey".into(),
+            after: at(10),
+            before: at(300),
+            missed: None,
+        };
+        let mut done = std::collections::HashMap::new();
+        assert_eq!(still_needed_after(&done, &gap), at(10));
+        // An earlier look gave the group everything before 200; the event at
+        // 200 was still in the log then and has been trimmed since.
+        done.insert("journey".to_string(), at(200));
+        let after = still_needed_after(&done, &gap);
+        assert!(after < at(200) && after > at(199));
+        assert!(covered(&done, &gap) < gap.before);
+        // A look that reached the gap's end leaves nothing for the next.
+        done.insert("journey".to_string(), at(300));
+        assert!(covered(&done, &gap) >= gap.before);
     }
 }

@@ -113,6 +113,7 @@ async fn handle_all(
     deliveries: Vec<Delivery>,
 ) -> Result<()> {
     let mut handled = Vec::with_capacity(deliveries.len());
+    let mut redelivered = Vec::new();
     for delivery in deliveries {
         let wanted =
             !delivery.event.topic.is_empty() && topic_matches(topics, &delivery.event.topic);
@@ -127,7 +128,12 @@ async fn handle_all(
             );
             continue;
         }
-        handled.push(delivery.position);
+        if delivery.redelivered {
+            redelivered.push(delivery.position);
+        } else {
+            handled.push(delivery.position);
+        }
     }
+    bus.ack_redelivered(group, &redelivered).await?;
     bus.ack(group, &handled).await
 }

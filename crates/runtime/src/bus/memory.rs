@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cairn_contract::events::v1::ChangeEvent;
 use tokio::sync::Notify;
 
-use super::{Delivery, EventBus, Origin, Position};
+use super::{Delivery, EventBus, Gap, Origin, Position};
 use crate::error::{Error, Result};
 
 /// An event bus held in this process.
@@ -34,6 +34,12 @@ struct State {
 struct Group {
     delivered: Position,
     pending: BTreeMap<Position, (String, Instant)>,
+    /// Events redelivered to this group alone, not yet read.
+    redeliveries: VecDeque<Delivery>,
+    /// Redelivered events read but not acknowledged, and since when.
+    redelivered_pending: BTreeMap<Position, (Delivery, Instant)>,
+    /// Positions of redelivered events (their own sequence).
+    next_redelivery: u64,
 }
 
 impl MemoryBus {
@@ -64,6 +70,7 @@ impl MemoryBus {
             position,
             event: event.clone(),
             origin,
+            redelivered: false,
         });
         while state.events.len() > self.retention {
             if let Some(trimmed) = state.events.pop_front() {
@@ -157,14 +164,24 @@ impl EventBus for MemoryBus {
             .wait_for(wait, |bus| {
                 let mut state = bus.lock();
                 let delivered = state.groups.get(group).map(|g| g.delivered);
-                let found = state.after(delivered, max);
+                let logged = state.after(delivered, max);
                 let group = state.groups.entry(group.to_string()).or_default();
-                for delivery in &found {
+                let mut found = Vec::new();
+                while found.len() < max
+                    && let Some(redelivery) = group.redeliveries.pop_front()
+                {
+                    group
+                        .redelivered_pending
+                        .insert(redelivery.position, (redelivery.clone(), Instant::now()));
+                    found.push(redelivery);
+                }
+                for delivery in &logged {
                     group.delivered = delivery.position;
                     group
                         .pending
                         .insert(delivery.position, (consumer.to_string(), Instant::now()));
                 }
+                found.extend(logged);
                 found
             })
             .await)
@@ -188,7 +205,7 @@ impl EventBus for MemoryBus {
                 .collect(),
             None => return Ok(Vec::new()),
         };
-        let found: Vec<Delivery> = state
+        let mut found: Vec<Delivery> = state
             .events
             .iter()
             .filter(|delivery| stale.contains(&delivery.position))
@@ -200,6 +217,12 @@ impl EventBus for MemoryBus {
                     .pending
                     .insert(*position, (consumer.to_string(), Instant::now()));
             }
+            for (delivery, since) in group.redelivered_pending.values_mut() {
+                if since.elapsed() >= min_idle && found.len() < max {
+                    *since = Instant::now();
+                    found.insert(0, delivery.clone());
+                }
+            }
         }
         Ok(found)
     }
@@ -208,6 +231,61 @@ impl EventBus for MemoryBus {
         if let Some(group) = self.lock().groups.get_mut(group) {
             for position in positions {
                 group.pending.remove(position);
+            }
+        }
+        Ok(())
+    }
+
+    async fn gaps(&self) -> Result<Vec<Gap>> {
+        let state = self.lock();
+        let (Some(trimmed), Some(oldest)) = (state.trimmed, state.events.front()) else {
+            return Ok(Vec::new());
+        };
+        Ok(state
+            .groups
+            .iter()
+            .filter_map(|(name, group)| {
+                // An unacknowledged event that was trimmed is lost too.
+                let after = match group.pending.keys().next() {
+                    Some(first) if *first <= trimmed => Position {
+                        millis: 0,
+                        sequence: first.sequence.saturating_sub(1),
+                    }
+                    .min(group.delivered),
+                    _ => group.delivered,
+                };
+                (after < trimmed).then(|| Gap {
+                    group: name.clone(),
+                    after,
+                    before: oldest.position,
+                    missed: Some(trimmed.sequence - after.sequence),
+                })
+            })
+            .collect())
+    }
+
+    async fn redeliver(&self, group: &str, event: &ChangeEvent, origin: &Origin) -> Result<()> {
+        let mut state = self.lock();
+        let group = state.groups.entry(group.to_string()).or_default();
+        group.next_redelivery += 1;
+        group.redeliveries.push_back(Delivery {
+            position: Position {
+                millis: 0,
+                sequence: group.next_redelivery,
+            },
+            event: event.clone(),
+            origin: Some(origin.clone()),
+            redelivered: true,
+        });
+        drop(state);
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn ack_redelivered(&self, group: &str, positions: &[Position]) -> Result<()> {
+        if let Some(group) = self.lock().groups.get_mut(group) {
+            for position in positions {
+                group.redelivered_pending.remove(position);
             }
         }
         Ok(())
@@ -242,5 +320,105 @@ impl EventBus for MemoryBus {
             .events
             .retain(|delivery| !profile_ids.contains(&delivery.event.profile_id));
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(number: u32) -> ChangeEvent {
+        ChangeEvent {
+            event_id: format!("event-{number}"),
+            topic: "profile.created".into(),
+            ..ChangeEvent::default()
+        }
+    }
+
+    fn ids(deliveries: &[Delivery]) -> Vec<(String, bool)> {
+        deliveries
+            .iter()
+            .map(|delivery| (delivery.event.event_id.clone(), delivery.redelivered))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_the_trimming_passed_is_found_and_reads_its_redeliveries_first() {
+        let bus = MemoryBus::new(3);
+        bus.publish(&event(1)).await.unwrap();
+        let read = bus
+            .read_group("slow", "a", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        bus.ack("slow", &[read[0].position]).await.unwrap();
+        assert_eq!(bus.gaps().await.unwrap(), Vec::new());
+        for number in 2..=6 {
+            bus.publish(&event(number)).await.unwrap();
+        }
+        // Events 2 and 3 were trimmed before the group read them.
+        let gaps = bus.gaps().await.unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(
+            (
+                gaps[0].group.as_str(),
+                gaps[0].after.sequence,
+                gaps[0].before.sequence
+            ),
+            ("slow", 1, 4)
+        );
+        assert_eq!(gaps[0].missed, Some(2));
+        for number in [2, 3] {
+            let origin = Origin {
+                generation: bus.generation().await.unwrap(),
+                position: Position {
+                    millis: 0,
+                    sequence: u64::from(number),
+                },
+            };
+            bus.redeliver("slow", &event(number), &origin)
+                .await
+                .unwrap();
+        }
+        // Another group never sees the copies.
+        let other = bus
+            .read_group("other", "b", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(other.iter().all(|delivery| !delivery.redelivered));
+        let read = bus
+            .read_group("slow", "a", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&read),
+            vec![
+                ("event-2".into(), true),
+                ("event-3".into(), true),
+                ("event-4".into(), false),
+                ("event-5".into(), false),
+                ("event-6".into(), false),
+            ]
+        );
+        let (copies, logged): (Vec<_>, Vec<_>) =
+            read.iter().partition(|delivery| delivery.redelivered);
+        let positions = |deliveries: &[&Delivery]| -> Vec<Position> {
+            deliveries
+                .iter()
+                .map(|delivery| delivery.position)
+                .collect()
+        };
+        bus.ack_redelivered("slow", &positions(&copies))
+            .await
+            .unwrap();
+        bus.ack("slow", &positions(&logged)).await.unwrap();
+        assert_eq!(bus.gaps().await.unwrap(), Vec::new());
+        let stale = bus
+            .claim_stale("slow", "a", Duration::ZERO, 10)
+            .await
+            .unwrap();
+        assert!(
+            stale.is_empty(),
+            "acknowledged copies are not handed out again"
+        );
     }
 }

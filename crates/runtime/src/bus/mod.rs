@@ -39,6 +39,38 @@ pub struct Position {
     pub sequence: u64,
 }
 
+impl Position {
+    /// The position just before this one: an exclusive lower bound that
+    /// includes this position.
+    pub fn just_before(self) -> Self {
+        match self.sequence {
+            0 => Self {
+                millis: self.millis.saturating_sub(1),
+                sequence: u64::MAX,
+            },
+            sequence => Self {
+                millis: self.millis,
+                sequence: sequence - 1,
+            },
+        }
+    }
+
+    /// The position just after this one: an exclusive upper bound that
+    /// includes this position.
+    pub fn just_after(self) -> Self {
+        match self.sequence {
+            u64::MAX => Self {
+                millis: self.millis.saturating_add(1),
+                sequence: 0,
+            },
+            sequence => Self {
+                millis: self.millis,
+                sequence: sequence + 1,
+            },
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.millis, self.sequence)
@@ -85,6 +117,28 @@ pub struct Delivery {
     /// Where the event was first published, when this is a replay from a
     /// service's outbox after the log was lost; `None` for a first publication.
     pub origin: Option<Origin>,
+    /// True for a copy redelivered to one consumer group from a service's
+    /// outbox because the log was trimmed past that group (see
+    /// [`EventBus::redeliver`]); it is acknowledged with
+    /// [`EventBus::ack_redelivered`].
+    pub redelivered: bool,
+}
+
+/// A consumer group that the log was trimmed past: events after `after`
+/// (its last-delivered position) and before `before` (the oldest retained
+/// event) were removed before the group read them. The services' outboxes
+/// redeliver them (see [`crate::outbox::Outbox::redeliver_missed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The consumer group.
+    pub group: String,
+    /// The last position delivered to the group.
+    pub after: Position,
+    /// The oldest position still in the log.
+    pub before: Position,
+    /// How many events the group missed, when the bus can tell (Redis
+    /// cannot once entries after the group's position were deleted).
+    pub missed: Option<u64>,
 }
 
 /// A log of change events with consumer groups.
@@ -145,6 +199,23 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Marks events of `group` as handled.
     async fn ack(&self, group: &str, positions: &[Position]) -> Result<()>;
+
+    /// The consumer groups that the log's trimming passed before they read
+    /// everything (a group whose service was down or slow for longer than
+    /// the retention): without redelivery they would never see the events
+    /// in their [`Gap`].
+    async fn gaps(&self) -> Result<Vec<Gap>>;
+
+    /// Hands `event` (from a service's outbox; `origin` says where it was
+    /// first published) to `group` alone, in the group's own redelivery
+    /// queue, which the log's trimming does not touch: the group's next
+    /// [`EventBus::read_group`] returns it, marked `redelivered`, before
+    /// the log's events. Other groups and listeners never see the copy.
+    async fn redeliver(&self, group: &str, event: &ChangeEvent, origin: &Origin) -> Result<()>;
+
+    /// Marks redelivered events of `group` (see [`Delivery::redelivered`])
+    /// as handled, and drops them from the group's redelivery queue.
+    async fn ack_redelivered(&self, group: &str, positions: &[Position]) -> Result<()>;
 
     /// Ok when the bus's store answers.
     async fn ping(&self) -> Result<()>;

@@ -2,6 +2,13 @@
 //! trimmed to about the configured retention, with one consumer group per
 //! consuming service.
 //!
+//! A consumer group that the trimming passed before it read everything (its
+//! service down or slow for longer than the retention) would lose the
+//! trimmed events; [`EventBus::gaps`] finds such groups, and the services'
+//! outboxes redeliver what each group missed into the group's own
+//! redelivery stream (`<prefix>events:redelivery:<group>`), which is never
+//! trimmed: its entries are deleted as the group acknowledges them.
+//!
 //! Reads poll without `BLOCK`: a blocking read would hold up every other
 //! command on the shared multiplexed connection, and a short poll interval
 //! costs Redis little next to a dedicated connection per listener.
@@ -17,7 +24,7 @@ use redis::streams::{
     StreamReadReply,
 };
 
-use super::{Delivery, EventBus, Origin, Position};
+use super::{Delivery, EventBus, Gap, Origin, Position};
 use crate::error::{Error, Result};
 
 /// How often an empty read looks again while it waits.
@@ -29,7 +36,43 @@ pub struct RedisBus {
     connection: ConnectionManager,
     key: String,
     generation_key: String,
+    prefix: String,
     retention: usize,
+}
+
+/// What `XINFO STREAM` says about the log, as far as trimming goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct StreamState {
+    /// Entries in the stream now.
+    length: u64,
+    /// Entries ever added to it.
+    entries_added: u64,
+    /// The oldest entry still in it.
+    oldest: Position,
+}
+
+impl StreamState {
+    /// The gap of a group that was last delivered `after` (or that still
+    /// has an unacknowledged entry there) and whose lag Redis reports as
+    /// `lag`, if the trimming passed it. With a known lag the group missed
+    /// `lag - length` events (every retained entry is after it); without one
+    /// (entries after it were deleted), it may have missed some.
+    fn gap(&self, group: &str, after: Position, lag: Option<u64>) -> Option<Gap> {
+        if self.entries_added <= self.length || after >= self.oldest {
+            return None;
+        }
+        let missed = match lag {
+            Some(lag) if lag <= self.length => return None,
+            Some(lag) => Some(lag - self.length),
+            None => None,
+        };
+        Some(Gap {
+            group: group.to_string(),
+            after,
+            before: self.oldest,
+            missed,
+        })
+    }
 }
 
 impl RedisBus {
@@ -39,8 +82,37 @@ impl RedisBus {
             connection,
             key: format!("{prefix}events"),
             generation_key: format!("{prefix}events:generation"),
+            prefix: prefix.to_string(),
             retention: retention.max(1),
         }
+    }
+
+    /// The stream of events redelivered to `group` alone.
+    fn redelivery_key(&self, group: &str) -> String {
+        format!("{}events:redelivery:{group}", self.prefix)
+    }
+
+    /// The deliveries of a read or claim reply, the group's redeliveries
+    /// (older than anything in the log) first.
+    fn deliveries(&self, group: &str, keys: Vec<redis::streams::StreamKey>) -> Vec<Delivery> {
+        let redelivery_key = self.redelivery_key(group);
+        let mut redelivered = Vec::new();
+        let mut logged = Vec::new();
+        for key in keys {
+            let from_redelivery = key.key == redelivery_key;
+            for entry in &key.ids {
+                if let Some(mut delivery) = Self::decode(entry) {
+                    delivery.redelivered = from_redelivery;
+                    if from_redelivery {
+                        redelivered.push(delivery);
+                    } else {
+                        logged.push(delivery);
+                    }
+                }
+            }
+        }
+        redelivered.extend(logged);
+        redelivered
     }
 
     fn decode(entry: &StreamId) -> Option<Delivery> {
@@ -63,6 +135,7 @@ impl RedisBus {
                 position,
                 event,
                 origin,
+                redelivered: false,
             }),
             Err(error) => {
                 // Kept as an empty event so that consumers acknowledge it
@@ -72,21 +145,53 @@ impl RedisBus {
                     position,
                     event: ChangeEvent::default(),
                     origin,
+                    redelivered: false,
                 })
             }
         }
     }
 
+    /// Creates `group` on the log and on its redelivery stream.
     async fn ensure_group(&self, group: &str) -> Result<()> {
         let mut connection = self.connection.clone();
-        let created: redis::RedisResult<()> = connection
-            .xgroup_create_mkstream(&self.key, group, "0")
-            .await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(error.into()),
+        for key in [self.key.clone(), self.redelivery_key(group)] {
+            let created: redis::RedisResult<()> =
+                connection.xgroup_create_mkstream(&key, group, "0").await;
+            match created {
+                Ok(()) => {}
+                Err(error) if error.code() == Some("BUSYGROUP") => {}
+                Err(error) => return Err(error.into()),
+            }
         }
+        Ok(())
+    }
+
+    async fn stream_state(&self) -> Result<Option<StreamState>> {
+        let mut connection = self.connection.clone();
+        let exists: bool = connection.exists(&self.key).await?;
+        if !exists {
+            return Ok(None);
+        }
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.key)
+            .query_async(&mut connection)
+            .await?;
+        let number = |name: &str| {
+            info.get(name)
+                .and_then(|value| redis::from_redis_value::<u64>(value.clone()).ok())
+                .unwrap_or_default()
+        };
+        let oldest = info
+            .get("recorded-first-entry-id")
+            .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok())
+            .and_then(|id| id.parse::<Position>().ok())
+            .unwrap_or_default();
+        Ok(Some(StreamState {
+            length: number("length"),
+            entries_added: number("entries-added"),
+            oldest,
+        }))
     }
 
     async fn poll<F, Fut>(&self, wait: Duration, mut attempt: F) -> Result<Vec<Delivery>>
@@ -202,33 +307,16 @@ impl EventBus for RedisBus {
     }
 
     async fn check_retained(&self, after: Position) -> Result<()> {
-        let mut connection = self.connection.clone();
-        let exists: bool = connection.exists(&self.key).await?;
-        if !exists {
+        let Some(stream) = self.stream_state().await? else {
             // No stream yet: nothing was ever trimmed.
             return Ok(());
-        }
-        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.key)
-            .query_async(&mut connection)
-            .await?;
+        };
         // Trimming does not record what it removed (max-deleted-entry-id
         // counts XDEL only), so: events were lost after `after` when some
         // were trimmed and `after` lies before the oldest retained one. The
         // one false alarm is a cursor exactly on the newest trimmed event,
         // a listener a whole retention behind anyway.
-        let number = |name: &str| {
-            info.get(name)
-                .and_then(|value| redis::from_redis_value::<u64>(value.clone()).ok())
-                .unwrap_or_default()
-        };
-        let oldest = info
-            .get("recorded-first-entry-id")
-            .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok())
-            .and_then(|id| id.parse::<Position>().ok())
-            .unwrap_or_default();
-        if number("entries-added") > number("length") && after < oldest {
+        if stream.entries_added > stream.length && after < stream.oldest {
             return Err(Error::OutOfRange(format!(
                 "cursor {after} is older than the retained events; resubscribe with from_oldest and resynchronise"
             )));
@@ -251,14 +339,13 @@ impl EventBus for RedisBus {
                     .group(group, consumer)
                     .count(max);
                 let reply: Option<StreamReadReply> = connection
-                    .xread_options(&[&self.key], &[">"], &options)
+                    .xread_options(
+                        &[self.redelivery_key(group), self.key.clone()],
+                        &[">", ">"],
+                        &options,
+                    )
                     .await?;
-                Ok(reply
-                    .into_iter()
-                    .flat_map(|reply| reply.keys)
-                    .flat_map(|key| key.ids)
-                    .filter_map(|entry| Self::decode(&entry))
-                    .collect())
+                Ok(self.deliveries(group, reply.map(|reply| reply.keys).unwrap_or_default()))
             }
         })
         .await
@@ -273,18 +360,108 @@ impl EventBus for RedisBus {
     ) -> Result<Vec<Delivery>> {
         self.ensure_group(group).await?;
         let mut connection = self.connection.clone();
-        let options = StreamAutoClaimOptions::default().count(max);
-        let reply: StreamAutoClaimReply = connection
-            .xautoclaim_options(
-                &self.key,
-                group,
-                consumer,
-                min_idle.as_millis() as u64,
-                "0-0",
-                options,
+        let mut keys = Vec::with_capacity(2);
+        for key in [self.redelivery_key(group), self.key.clone()] {
+            let options = StreamAutoClaimOptions::default().count(max);
+            let reply: StreamAutoClaimReply = connection
+                .xautoclaim_options(
+                    &key,
+                    group,
+                    consumer,
+                    min_idle.as_millis() as u64,
+                    "0-0",
+                    options,
+                )
+                .await?;
+            keys.push(redis::streams::StreamKey {
+                key,
+                ids: reply.claimed,
+            });
+        }
+        Ok(self.deliveries(group, keys))
+    }
+
+    async fn gaps(&self) -> Result<Vec<Gap>> {
+        let Some(stream) = self.stream_state().await? else {
+            return Ok(Vec::new());
+        };
+        if stream.entries_added <= stream.length {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.key)
+            .query_async(&mut connection)
+            .await?;
+        let mut gaps = Vec::new();
+        for group in groups {
+            let text = |name: &str| {
+                group
+                    .get(name)
+                    .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok())
+                    .unwrap_or_default()
+            };
+            let number = |name: &str| {
+                group
+                    .get(name)
+                    .and_then(|value| redis::from_redis_value::<u64>(value.clone()).ok())
+            };
+            let name = text("name");
+            let mut after: Position = text("last-delivered-id").parse().unwrap_or_default();
+            let mut lag = number("lag");
+            if number("pending").unwrap_or_default() > 0 {
+                // An entry delivered but not acknowledged (its consumer
+                // died) is lost too when trimmed: Redis drops it from the
+                // group's pending list at the next claim.
+                let pending: redis::streams::StreamPendingReply =
+                    connection.xpending(&self.key, &name).await?;
+                if let redis::streams::StreamPendingReply::Data(pending) = pending
+                    && let Ok(oldest_pending) = pending.start_id.parse::<Position>()
+                    && oldest_pending < stream.oldest
+                    && oldest_pending <= after
+                {
+                    after = oldest_pending.just_before();
+                    lag = None;
+                }
+            }
+            if let Some(gap) = stream.gap(&name, after, lag) {
+                gaps.push(gap);
+            }
+        }
+        Ok(gaps)
+    }
+
+    async fn redeliver(&self, group: &str, event: &ChangeEvent, origin: &Origin) -> Result<()> {
+        self.ensure_group(group).await?;
+        let mut connection = self.connection.clone();
+        let position = origin.position.to_string();
+        let _: Option<String> = connection
+            .xadd(
+                self.redelivery_key(group),
+                "*",
+                &[
+                    ("topic", event.topic.as_bytes()),
+                    ("event", event.encode_to_vec().as_slice()),
+                    ("origin_generation", origin.generation.as_bytes()),
+                    ("origin_position", position.as_bytes()),
+                ],
             )
             .await?;
-        Ok(reply.claimed.iter().filter_map(Self::decode).collect())
+        Ok(())
+    }
+
+    async fn ack_redelivered(&self, group: &str, positions: &[Position]) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let key = self.redelivery_key(group);
+        let ids: Vec<String> = positions.iter().map(Position::to_string).collect();
+        let _: i64 = connection.xack(&key, group, &ids).await?;
+        // The copy was for this group alone: once handled, it can go.
+        let _: i64 = connection.xdel(&key, &ids).await?;
+        Ok(())
     }
 
     async fn ack(&self, group: &str, positions: &[Position]) -> Result<()> {
@@ -383,3 +560,54 @@ impl EventBus for RedisBus {
 
 /// Entries read (or deleted) per round when the bus forgets a person.
 const FORGET_PAGE: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: u64) -> Position {
+        Position {
+            millis,
+            sequence: 0,
+        }
+    }
+
+    #[test]
+    fn a_group_behind_the_oldest_retained_event_missed_what_its_lag_exceeds() {
+        let stream = StreamState {
+            length: 100,
+            entries_added: 300,
+            oldest: at(200),
+        };
+        // Stopped after 50 events: 250 added since, 100 still in the log.
+        let gap = stream.gap("journey", at(50), Some(250)).unwrap();
+        assert_eq!(
+            (gap.after, gap.before, gap.missed),
+            (at(50), at(200), Some(150))
+        );
+        // Exactly on the newest trimmed event: nothing missed.
+        assert_eq!(stream.gap("journey", at(199), Some(100)), None);
+        // Within the retained events, or nothing trimmed at all.
+        assert_eq!(stream.gap("journey", at(200), Some(99)), None);
+        let untrimmed = StreamState {
+            entries_added: 100,
+            ..stream
+        };
+        assert_eq!(untrimmed.gap("journey", at(0), Some(100)), None);
+        // Entries deleted after it: Redis cannot tell the lag; maybe missed.
+        assert_eq!(stream.gap("journey", at(50), None).unwrap().missed, None);
+    }
+
+    #[test]
+    fn just_before_includes_the_position_itself() {
+        let position: Position = "1700000000000-0".parse().unwrap();
+        assert!(position.just_before() < position);
+        assert_eq!(
+            position.just_before().to_string(),
+            format!("1699999999999-{}", u64::MAX)
+        );
+        assert_eq!(position.just_before().just_after(), position);
+        let next: Position = "1700000000000-4".parse().unwrap();
+        assert_eq!(next.just_before().to_string(), "1700000000000-3");
+    }
+}

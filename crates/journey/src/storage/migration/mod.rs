@@ -21,6 +21,10 @@ impl MigratorTrait for Migrator {
                 "m20261207_000100_keep_published_events",
                 "journey_outbox",
             )),
+            Box::new(cairn_runtime::outbox::TrackRedeliveries::new(
+                "m20261215_000101_track_redeliveries",
+                "journey_outbox",
+            )),
         ]
     }
 

@@ -18,6 +18,10 @@ impl MigratorTrait for Migrator {
                 "m20261207_000100_keep_published_events",
                 "recommendation_outbox",
             )),
+            Box::new(cairn_runtime::outbox::TrackRedeliveries::new(
+                "m20261215_000101_track_redeliveries",
+                "recommendation_outbox",
+            )),
         ]
     }
 
