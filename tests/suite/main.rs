@@ -6,6 +6,7 @@ mod abandonment;
 mod analytics;
 mod attributes;
 mod auth;
+mod batch_resolve;
 mod bus;
 mod bus_reset;
 mod bus_trim;

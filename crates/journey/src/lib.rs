@@ -13,6 +13,7 @@ pub mod domain;
 pub mod erasure;
 pub mod feedback;
 pub mod grpc;
+pub mod ingest;
 pub mod profiles;
 pub mod recommendations;
 pub mod storage;

@@ -37,14 +37,18 @@ impl ProfileDirectory {
     }
 
     /// The profile ids of many references (each named by its field in its
-    /// error), in their order: each distinct reference is asked once, and
-    /// up to [`RESOLVES_IN_FLIGHT`] are asked at a time. What a batch of
-    /// touchpoints uses, where many touchpoints name the same customer.
+    /// error), in their order, as [`Self::resolve`] answers each: the
+    /// distinct references go to the profile service in one
+    /// BatchResolveProfiles call (of at most [`MAX_BATCH_RESOLVE`]), which
+    /// looks them up together and creates the profiles of identifiers seen
+    /// for the first time together. What a batch of touchpoints uses, where
+    /// many touchpoints name the same customer. A profile service that does
+    /// not know the call yet (an older replica during an upgrade) is asked
+    /// one reference at a time, as before it.
     pub async fn resolve_all(
         &self,
         customers: &[(String, &CustomerReference)],
     ) -> Vec<Result<Uuid>> {
-        use futures::StreamExt;
         let mut distinct: Vec<&CustomerReference> = Vec::new();
         let mut position: HashMap<String, usize> = HashMap::new();
         let slots: Vec<usize> = customers
@@ -56,28 +60,89 @@ impl ProfileDirectory {
                 })
             })
             .collect();
-        // Owned futures, collected before they are polled: a lazily mapped
-        // stream of borrowing futures is not Send for every lifetime.
-        let asks: Vec<_> = distinct
-            .into_iter()
-            .map(|customer| {
-                let (directory, customer) = (self.clone(), customer.clone());
-                async move { directory.ask(&customer).await }
-            })
-            .collect();
-        let answers: Vec<std::result::Result<Option<profile::Profile>, Status>> =
-            futures::stream::iter(asks)
-                .buffered(RESOLVES_IN_FLIGHT)
-                .collect()
-                .await;
+        let mut answers: Vec<Answer> = Vec::with_capacity(distinct.len());
+        for chunk in distinct.chunks(MAX_BATCH_RESOLVE) {
+            answers.extend(self.ask_batch(chunk).await);
+        }
         customers
             .iter()
             .zip(slots)
-            .map(|((field, _), slot)| match &answers[slot] {
-                Ok(profile) => profile_id(profile.clone()),
-                Err(status) => Err(refusal_about(field, status.clone())),
+            .map(|((field, _), slot)| match answers.get(slot) {
+                Some(Answer::Resolved(resolved)) => item_outcome(field, resolved),
+                Some(Answer::Profile(profile)) => profile_id(profile.clone()),
+                Some(Answer::Refused(status)) => Err(refusal_about(field, status.clone())),
+                None => Err(Error::internal(
+                    "the profile service did not answer every customer",
+                )),
             })
             .collect()
+    }
+
+    /// The profile service's answers about `customers` (at most
+    /// [`MAX_BATCH_RESOLVE`]), one each, in order.
+    async fn ask_batch(&self, customers: &[&CustomerReference]) -> Vec<Answer> {
+        let request = profile::BatchResolveProfilesRequest {
+            customers: customers
+                .iter()
+                .map(|customer| customer.to_proto())
+                .collect(),
+            create_if_missing: true,
+        };
+        let answered = with_retry(|| {
+            let mut client = self.client.clone();
+            let request = request.clone();
+            async move { client.batch_resolve_profiles(request).await }
+        })
+        .await;
+        match answered {
+            Ok(response) => {
+                let results = response.into_inner().results;
+                if results.len() != customers.len() {
+                    let status = Status::internal(format!(
+                        "the profile service answered {} of {} customers",
+                        results.len(),
+                        customers.len()
+                    ));
+                    return customers
+                        .iter()
+                        .map(|_| Answer::Refused(status.clone()))
+                        .collect();
+                }
+                results.into_iter().map(Answer::Resolved).collect()
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                self.ask_one_by_one(customers).await
+            }
+            Err(status) => customers
+                .iter()
+                .map(|_| Answer::Refused(status.clone()))
+                .collect(),
+        }
+    }
+
+    /// The answers about `customers` asked one by one, up to
+    /// [`RESOLVES_IN_FLIGHT`] at a time: for a profile service without
+    /// BatchResolveProfiles.
+    async fn ask_one_by_one(&self, customers: &[&CustomerReference]) -> Vec<Answer> {
+        use futures::StreamExt;
+        // Owned futures, collected before they are polled: a lazily mapped
+        // stream of borrowing futures is not Send for every lifetime.
+        let asks: Vec<_> = customers
+            .iter()
+            .map(|customer| {
+                let (directory, customer) = (self.clone(), (*customer).clone());
+                async move {
+                    match directory.ask(&customer).await {
+                        Ok(profile) => Answer::Profile(profile),
+                        Err(status) => Answer::Refused(status),
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(asks)
+            .buffered(RESOLVES_IN_FLIGHT)
+            .collect()
+            .await
     }
 
     /// The profile service's answer about `customer`, creating an anonymous
@@ -111,8 +176,52 @@ impl ProfileDirectory {
     }
 }
 
-/// Profile-service calls one batch of touchpoints keeps in flight.
+/// Profile-service calls one batch of touchpoints keeps in flight when
+/// the profile service cannot resolve a batch in one call.
 pub const RESOLVES_IN_FLIGHT: usize = 32;
+
+/// Most customers in one BatchResolveProfiles call, as the contract says.
+pub const MAX_BATCH_RESOLVE: usize = 1000;
+
+/// The profile service's answer about one customer of a batch.
+enum Answer {
+    /// Its answer in a batch resolve.
+    Resolved(profile::ResolvedCustomer),
+    /// Its answer to ResolveProfile or GetProfile.
+    Profile(Option<profile::Profile>),
+    /// The call failed.
+    Refused(Status),
+}
+
+/// The profile id, or the refusal, of one customer of a batch resolve,
+/// named `field` as [`refusal_about`] names a single call's refusal.
+fn item_outcome(field: &str, resolved: &profile::ResolvedCustomer) -> Result<Uuid> {
+    if resolved.error_code == Code::Ok as i32 {
+        return Uuid::parse_str(&resolved.profile_id)
+            .map_err(|_| Error::internal("the profile service answered without a profile id"));
+    }
+    let code = Code::from_i32(resolved.error_code);
+    if code == Code::InvalidArgument && !resolved.field_violations.is_empty() {
+        return Err(Error::InvalidArgument(
+            resolved
+                .field_violations
+                .iter()
+                .map(|violation| {
+                    let path = if violation.field.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{field}.{}", violation.field)
+                    };
+                    cairn_runtime::FieldViolation::new(path, violation.description.clone())
+                })
+                .collect(),
+        ));
+    }
+    Err(refusal_about(
+        field,
+        Status::new(code, resolved.error_message.clone()),
+    ))
+}
 
 /// The id of a profile the profile service answered with.
 fn profile_id(profile: Option<profile::Profile>) -> Result<Uuid> {

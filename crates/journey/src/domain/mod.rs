@@ -8,6 +8,6 @@ pub mod session;
 pub mod touchpoint;
 
 pub use touchpoint::{
-    MAX_FUTURE_SKEW, MAX_PROPERTIES, MAX_PROPERTY_VALUE_BYTES, MAX_TOUCHPOINT_ID_BYTES, Properties,
-    Touchpoint, TouchpointKind,
+    IncomingTouchpoint, MAX_FUTURE_SKEW, MAX_PROPERTIES, MAX_PROPERTY_VALUE_BYTES,
+    MAX_TOUCHPOINT_ID_BYTES, Properties, Touchpoint, TouchpointKind,
 };

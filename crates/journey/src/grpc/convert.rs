@@ -6,153 +6,93 @@ use cairn_runtime::common::{
 };
 use cairn_runtime::{Error, Result, Violations};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::domain::{
-    MAX_FUTURE_SKEW, MAX_PROPERTIES, MAX_PROPERTY_VALUE_BYTES, MAX_TOUCHPOINT_ID_BYTES, Properties,
-    Touchpoint, TouchpointKind,
+    IncomingTouchpoint, MAX_FUTURE_SKEW, MAX_PROPERTIES, MAX_PROPERTY_VALUE_BYTES,
+    MAX_TOUCHPOINT_ID_BYTES, Properties, Touchpoint, TouchpointKind,
 };
 
-/// A touchpoint as a caller sent it, checked but not yet resolved to a profile.
-#[derive(Debug, Clone)]
-pub struct IncomingTouchpoint {
-    /// The client-chosen id.
-    pub id: String,
-    /// Who it concerns.
-    pub customer: CustomerReference,
-    channel: i32,
-    kind: TouchpointKind,
-    occurred_at: DateTime<Utc>,
-    properties: Properties,
-}
-
-impl IncomingTouchpoint {
-    /// Keeps the id of a touchpoint sent with `customer`'s own token under
-    /// that customer (`<profile id>/<touchpoint id>`), so that ids form one
-    /// namespace per customer: a customer's front end can neither claim an
-    /// id another system will later send for someone else (which would then
-    /// be taken for a retry and dropped) nor learn, from how its own id is
-    /// answered, that another customer's touchpoint holds it. Retries from
-    /// the same customer still count once. The scoped id must fit the
-    /// store's 128 bytes, so such an id is at most 91 bytes.
-    pub fn scoped_to(mut self, field: &str, customer: Option<Uuid>) -> Result<Self> {
-        let Some(customer) = customer else {
-            return Ok(self);
-        };
-        let scoped = format!("{customer}/{}", self.id);
-        if scoped.len() > MAX_TOUCHPOINT_ID_BYTES {
-            return Err(Error::invalid(
-                format!("{field}.touchpoint_id"),
-                format!(
-                    "at most {} bytes with a customer's token, which keeps the id under the customer's profile id",
-                    MAX_TOUCHPOINT_ID_BYTES - customer.to_string().len() - 1
-                ),
-            ));
-        }
-        self.id = scoped;
-        Ok(self)
+/// Checks a wire touchpoint named `field`, reporting every bad field at once.
+pub fn incoming_touchpoint(
+    field: &str,
+    wire: pb::Touchpoint,
+    now: DateTime<Utc>,
+) -> Result<IncomingTouchpoint> {
+    let mut violations = Violations::new();
+    let id = wire.touchpoint_id;
+    if id.is_empty() {
+        violations.add(
+            format!("{field}.touchpoint_id"),
+            "required: a client-chosen id that makes retries count once",
+        );
+    } else if id.len() > MAX_TOUCHPOINT_ID_BYTES {
+        violations.add(
+            format!("{field}.touchpoint_id"),
+            format!("at most {MAX_TOUCHPOINT_ID_BYTES} bytes"),
+        );
     }
-
-    /// The decision the touchpoint names (its `decision_id` property, which
-    /// the recommendation service reads as an offer's outcome), if any.
-    pub fn decision_id(&self) -> Option<&str> {
-        match self.properties.get("decision_id") {
-            Some(cairn_runtime::common::TypedValue::String(id)) if !id.is_empty() => Some(id),
-            _ => None,
+    let customer = violations.check(CustomerReference::from_proto(
+        &format!("{field}.customer"),
+        wire.customer,
+    ));
+    let channel_value = violations.check(channel(&format!("{field}.channel"), wire.channel));
+    let kind = violations.check(kind(field, wire.r#type, &wire.custom_type));
+    let occurred_at = match wire.occurred_at {
+        None => {
+            violations.add(
+                format!("{field}.occurred_at"),
+                "required: when it happened on the channel",
+            );
+            None
         }
-    }
-
-    /// Checks a wire touchpoint named `field`, reporting every bad field at once.
-    pub fn from_proto(field: &str, wire: pb::Touchpoint, now: DateTime<Utc>) -> Result<Self> {
-        let mut violations = Violations::new();
-        let id = wire.touchpoint_id;
-        if id.is_empty() {
-            violations.add(
-                format!("{field}.touchpoint_id"),
-                "required: a client-chosen id that makes retries count once",
-            );
-        } else if id.len() > MAX_TOUCHPOINT_ID_BYTES {
-            violations.add(
-                format!("{field}.touchpoint_id"),
-                format!("at most {MAX_TOUCHPOINT_ID_BYTES} bytes"),
-            );
+        Some(timestamp) => {
+            match timestamp_from_proto(&format!("{field}.occurred_at"), &timestamp) {
+                Ok(time) if time > now + MAX_FUTURE_SKEW => {
+                    violations.add(
+                        format!("{field}.occurred_at"),
+                        "more than 5 minutes in the future; check the sender's clock",
+                    );
+                    None
+                }
+                outcome => violations.check(outcome),
+            }
         }
-        let customer = violations.check(CustomerReference::from_proto(
-            &format!("{field}.customer"),
-            wire.customer,
-        ));
-        let channel_value = violations.check(channel(&format!("{field}.channel"), wire.channel));
-        let kind = violations.check(kind(field, wire.r#type, &wire.custom_type));
-        let occurred_at = match wire.occurred_at {
-            None => {
-                violations.add(
-                    format!("{field}.occurred_at"),
-                    "required: when it happened on the channel",
-                );
-                None
+    };
+    let mut properties = Properties::new();
+    if wire.properties.len() > MAX_PROPERTIES {
+        violations.add(
+            format!("{field}.properties"),
+            format!("at most {MAX_PROPERTIES} properties"),
+        );
+    } else {
+        for (name, value) in wire.properties {
+            let entry = format!("{field}.properties[{name}]");
+            if violations.check(check_name(&entry, &name)).is_none() {
+                continue;
             }
-            Some(timestamp) => {
-                match timestamp_from_proto(&format!("{field}.occurred_at"), &timestamp) {
-                    Ok(time) if time > now + MAX_FUTURE_SKEW => {
-                        violations.add(
-                            format!("{field}.occurred_at"),
-                            "more than 5 minutes in the future; check the sender's clock",
-                        );
-                        None
-                    }
-                    outcome => violations.check(outcome),
+            match TypedValue::from_proto(&entry, value) {
+                Ok(value) if value.size() > MAX_PROPERTY_VALUE_BYTES => {
+                    violations.add(entry, format!("at most {MAX_PROPERTY_VALUE_BYTES} bytes"));
                 }
-            }
-        };
-        let mut properties = Properties::new();
-        if wire.properties.len() > MAX_PROPERTIES {
-            violations.add(
-                format!("{field}.properties"),
-                format!("at most {MAX_PROPERTIES} properties"),
-            );
-        } else {
-            for (name, value) in wire.properties {
-                let entry = format!("{field}.properties[{name}]");
-                if violations.check(check_name(&entry, &name)).is_none() {
-                    continue;
-                }
-                match TypedValue::from_proto(&entry, value) {
-                    Ok(value) if value.size() > MAX_PROPERTY_VALUE_BYTES => {
-                        violations.add(entry, format!("at most {MAX_PROPERTY_VALUE_BYTES} bytes"));
-                    }
-                    outcome => {
-                        if let Some(value) = violations.check(outcome) {
-                            properties.insert(name, value);
-                        }
+                outcome => {
+                    if let Some(value) = violations.check(outcome) {
+                        properties.insert(name, value);
                     }
                 }
             }
         }
-        violations.finish()?;
-        match (customer, channel_value, kind, occurred_at) {
-            (Some(customer), Some(channel), Some(kind), Some(occurred_at)) => Ok(Self {
-                id,
-                customer,
-                channel: channel as i32,
-                kind,
-                occurred_at,
-                properties,
-            }),
-            _ => Err(Error::internal("a checked touchpoint field is missing")),
-        }
     }
-
-    /// The touchpoint to store, resolved to `profile_id`.
-    pub fn into_touchpoint(self, profile_id: Uuid) -> Touchpoint {
-        Touchpoint {
-            id: self.id,
-            profile_id,
-            channel: self.channel,
-            kind: self.kind,
-            occurred_at: self.occurred_at,
-            received_at: Utc::now(),
-            properties: self.properties,
-        }
+    violations.finish()?;
+    match (customer, channel_value, kind, occurred_at) {
+        (Some(customer), Some(channel), Some(kind), Some(occurred_at)) => Ok(IncomingTouchpoint {
+            id,
+            customer,
+            channel: channel as i32,
+            kind,
+            occurred_at,
+            properties,
+        }),
+        _ => Err(Error::internal("a checked touchpoint field is missing")),
     }
 }
 

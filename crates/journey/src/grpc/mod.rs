@@ -14,6 +14,8 @@ use cairn_runtime::Error;
 use cairn_runtime::auth::{Principal, ScopeTable};
 use tonic::{Request, Response, Status};
 
+use crate::ingest::Ingestion;
+pub use crate::ingest::MAX_TOUCHPOINTS_PER_BATCH;
 use crate::profiles::ProfileDirectory;
 use crate::storage::{TimelineFilter, TouchpointStore};
 use cairn_runtime::Violations;
@@ -32,6 +34,7 @@ pub fn scopes() -> ScopeTable {
 #[derive(Clone)]
 pub struct JourneyApi {
     store: TouchpointStore,
+    ingestion: Ingestion,
     profiles: ProfileDirectory,
     sessions: crate::storage::sessions::SessionStore,
     recommendations: crate::recommendations::Recommendations,
@@ -67,6 +70,11 @@ impl JourneyApi {
         tokens: PageTokens,
     ) -> Self {
         Self {
+            ingestion: Ingestion::new(
+                store.clone(),
+                peers.profiles.clone(),
+                peers.recommendations.clone(),
+            ),
             store,
             profiles: peers.profiles,
             sessions,
@@ -153,10 +161,8 @@ type AckStream = std::pin::Pin<
 
 impl JourneyApi {
     /// The profile id of the customer a request concerns, if `caller` may
-    /// touch their data: the one place where this service holds a
-    /// customer's token to that customer ([`Principal::admit`]). With
-    /// `create`, an identifier seen for the first time gets an anonymous
-    /// profile, except for a customer's token, which only ever names its own.
+    /// touch their data ([`Ingestion::customer_of`], the one place that
+    /// decides it).
     pub(crate) async fn customer_of(
         &self,
         caller: &Principal,
@@ -164,57 +170,12 @@ impl JourneyApi {
         customer: &CustomerReference,
         create: bool,
     ) -> cairn_runtime::Result<uuid::Uuid> {
-        let found = if create && !caller.is_customer() {
-            self.profiles.resolve(field, customer).await
-        } else {
-            self.profiles.find(field, customer).await
-        };
-        caller.admit(found, |profile_id| *profile_id)
+        self.ingestion
+            .customer_of(caller, field, customer, create)
+            .await
     }
 
-    /// For a customer's token, a decision a touchpoint names must be that
-    /// customer's, so that one customer's front end cannot record an
-    /// outcome on another's decision: the recommendation service says whom
-    /// it was made for (asked with this service's own token) and the
-    /// profile service where that profile went through merges. Another
-    /// customer's decision, an unknown one and a malformed id all get
-    /// [`Principal::admit`]'s one refusal. A system's token is trusted here;
-    /// the recommendation service checks again, for everyone, when it
-    /// consumes the touchpoint's event.
-    async fn admit_decision(
-        &self,
-        caller: &Principal,
-        field: &str,
-        incoming: &convert::IncomingTouchpoint,
-    ) -> cairn_runtime::Result<()> {
-        if !caller.is_customer() {
-            return Ok(());
-        }
-        let Some(decision_id) = incoming.decision_id() else {
-            return Ok(());
-        };
-        let field = format!("{field}.properties.decision_id");
-        let unknown = || Error::not_found("decision", format!("named in {field}"));
-        let owner = match uuid::Uuid::parse_str(decision_id) {
-            Ok(id) => self.recommendations.decided_for(id).await?,
-            Err(_) => None,
-        };
-        let survivor = match owner {
-            None => Err(unknown()),
-            Some(owner) if Some(owner) == caller.customer() => Ok(owner),
-            Some(owner) => match self
-                .profiles
-                .find(&field, &CustomerReference::ProfileId(owner))
-                .await
-            {
-                Err(Error::NotFound { .. }) => Err(unknown()),
-                found => found,
-            },
-        };
-        caller.admit(survivor, |profile_id| *profile_id).map(|_| ())
-    }
-
-    /// Checks, resolves and stores one touchpoint named `field`; returns it
+    /// Checks one wire touchpoint named `field` and records it; returns it
     /// and whether it was stored before.
     async fn record_one(
         &self,
@@ -222,48 +183,14 @@ impl JourneyApi {
         field: &str,
         wire: pb::Touchpoint,
     ) -> cairn_runtime::Result<(crate::domain::Touchpoint, bool)> {
-        let incoming = convert::IncomingTouchpoint::from_proto(field, wire, chrono::Utc::now())?
+        let incoming = convert::incoming_touchpoint(field, wire, chrono::Utc::now())?
             .scoped_to(field, caller.customer())?;
-        // A retry of a stored touchpoint is answered without asking the
-        // profile service, and only to a caller who may see it.
-        if let Some(stored) = self.store.find(&incoming.id).await? {
-            let stored = caller.admit(Ok(stored), |touchpoint| touchpoint.profile_id)?;
-            return Ok((stored, true));
-        }
-        let profile_id = self
-            .customer_of(
-                caller,
-                &format!("{field}.customer"),
-                &incoming.customer,
-                true,
-            )
-            .await?;
-        self.admit_decision(caller, field, &incoming).await?;
-        let journeys = self.store.journeys();
-        let heads = journeys.heads(journeys.database(), true).await?;
-        let profile = if heads.iter().any(|journey| journey.reads_profile()) {
-            self.profiles.rule_variable(profile_id).await?
-        } else {
-            crate::profiles::empty_rule_variable()
-        };
-        self.store
-            .record(incoming.into_touchpoint(profile_id), &heads, profile)
-            .await
+        self.ingestion.record_one(caller, field, incoming).await
     }
-}
 
-/// Most touchpoints in one RecordTouchpoints call or one stream message.
-pub const MAX_TOUCHPOINTS_PER_BATCH: usize = 1000;
-
-/// What became of each touchpoint of a batch, in order.
-type Outcomes = Vec<Option<cairn_runtime::Result<(crate::domain::Touchpoint, bool)>>>;
-
-impl JourneyApi {
-    /// Checks, resolves and stores the touchpoints of one batch (a stream
-    /// message or a RecordTouchpoints call) in one transaction, answering
-    /// each: a bad touchpoint is refused alone; when the database fails, the
-    /// batch's other touchpoints are refused with its error and none is
-    /// stored. `first` is the index in the call of the first touchpoint,
+    /// Checks the wire touchpoints of one batch (a stream message or a
+    /// RecordTouchpoints call), records them in one transaction and answers
+    /// each. `first` is the index in the call of the first touchpoint,
     /// which fields and results count from.
     async fn record_batch(
         &self,
@@ -276,142 +203,26 @@ impl JourneyApi {
             .map(|wire| wire.touchpoint_id.clone())
             .collect();
         let now = chrono::Utc::now();
-        let mut outcomes: Outcomes = (0..wires.len()).map(|_| None).collect();
-        let mut checked = Vec::with_capacity(wires.len());
-        for (slot, wire) in wires.into_iter().enumerate() {
-            let field = format!("touchpoints[{}]", first + slot as i64);
-            match convert::IncomingTouchpoint::from_proto(&field, wire, now)
-                .and_then(|incoming| incoming.scoped_to(&field, caller.customer()))
-            {
-                Ok(incoming) => checked.push((slot, field, incoming)),
-                Err(error) => outcomes[slot] = Some(Err(error)),
-            }
-        }
-        if let Err(error) = self.store_batch(caller, checked, &mut outcomes).await {
-            let status = Status::from(error);
-            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_none()) {
-                *outcome = Some(Err(Error::from(status.clone())));
-            }
-        }
-        outcomes
+        let checked = wires
+            .into_iter()
+            .enumerate()
+            .map(|(slot, wire)| {
+                let field = format!("touchpoints[{}]", first + slot as i64);
+                convert::incoming_touchpoint(&field, wire, now)
+                    .and_then(|incoming| incoming.scoped_to(&field, caller.customer()))
+                    .map(|incoming| (field, incoming))
+            })
+            .collect();
+        self.ingestion
+            .record_batch(caller, checked)
+            .await
             .into_iter()
             .zip(ids)
             .enumerate()
             .map(|(slot, (outcome, touchpoint_id))| {
-                let outcome = outcome.unwrap_or_else(|| {
-                    Err(Error::internal(
-                        "a touchpoint of the batch was not answered",
-                    ))
-                });
                 touchpoint_result(first + slot as i64, touchpoint_id, outcome)
             })
             .collect()
-    }
-
-    /// Stores the checked touchpoints of a batch, filling in their outcomes;
-    /// an error means the database failed and nothing more was stored.
-    async fn store_batch(
-        &self,
-        caller: &Principal,
-        checked: Vec<(usize, String, convert::IncomingTouchpoint)>,
-        outcomes: &mut Outcomes,
-    ) -> cairn_runtime::Result<()> {
-        // Retries of stored touchpoints are answered without asking the profile service.
-        let ids: Vec<&str> = checked
-            .iter()
-            .map(|(_, _, incoming)| incoming.id.as_str())
-            .collect();
-        let stored = self.store.find_all(&ids).await?;
-        let mut fresh = Vec::with_capacity(checked.len());
-        for (slot, field, incoming) in checked {
-            match stored.get(&incoming.id) {
-                // A retry is answered only to a caller who may see it.
-                Some(touchpoint) => {
-                    outcomes[slot] = Some(
-                        caller
-                            .admit(Ok(touchpoint.clone()), |touchpoint| touchpoint.profile_id)
-                            .map(|touchpoint| (touchpoint, true)),
-                    )
-                }
-                None => fresh.push((slot, field, incoming)),
-            }
-        }
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let references: Vec<(String, &CustomerReference)> = fresh
-            .iter()
-            .map(|(_, field, incoming)| (format!("{field}.customer"), &incoming.customer))
-            .collect();
-        let resolved = if caller.is_customer() {
-            // A customer's token names only its own customer, one by one.
-            let mut resolved = Vec::with_capacity(references.len());
-            for ((field, customer), (_, touchpoint_field, incoming)) in
-                references.iter().zip(&fresh)
-            {
-                let admitted = match self.customer_of(caller, field, customer, true).await {
-                    Ok(profile_id) => self
-                        .admit_decision(caller, touchpoint_field, incoming)
-                        .await
-                        .map(|()| profile_id),
-                    Err(error) => Err(error),
-                };
-                resolved.push(admitted);
-            }
-            resolved
-        } else {
-            self.profiles.resolve_all(&references).await
-        };
-        let journeys = self.store.journeys();
-        let heads = journeys.heads(journeys.database(), true).await?;
-        let mut slots = Vec::with_capacity(fresh.len());
-        let mut touchpoints = Vec::with_capacity(fresh.len());
-        for ((slot, _, incoming), profile_id) in fresh.into_iter().zip(resolved) {
-            match profile_id {
-                Ok(profile_id) => {
-                    slots.push(slot);
-                    touchpoints.push(incoming.into_touchpoint(profile_id));
-                }
-                Err(error) => outcomes[slot] = Some(Err(error)),
-            }
-        }
-        let mut profiles = std::collections::HashMap::new();
-        if heads.iter().any(|journey| journey.reads_profile()) {
-            let distinct: std::collections::BTreeSet<uuid::Uuid> = touchpoints
-                .iter()
-                .map(|touchpoint| touchpoint.profile_id)
-                .collect();
-            for profile_id in distinct {
-                match self.profiles.rule_variable(profile_id).await {
-                    Ok(variable) => {
-                        profiles.insert(profile_id, variable);
-                    }
-                    // The profile's touchpoints are refused; the others go on.
-                    Err(error) => {
-                        let status = Status::from(error);
-                        let (refused, kept): (Vec<_>, Vec<_>) = slots
-                            .into_iter()
-                            .zip(touchpoints)
-                            .partition(|(_, touchpoint)| touchpoint.profile_id == profile_id);
-                        for (slot, _) in refused {
-                            outcomes[slot] = Some(Err(Error::from(status.clone())));
-                        }
-                        (slots, touchpoints) = kept.into_iter().unzip();
-                    }
-                }
-            }
-        }
-        if touchpoints.is_empty() {
-            return Ok(());
-        }
-        let results = self
-            .store
-            .record_batch(touchpoints, &heads, &profiles)
-            .await?;
-        for (slot, result) in slots.into_iter().zip(results) {
-            outcomes[slot] = Some(result);
-        }
-        Ok(())
     }
 }
 

@@ -527,3 +527,58 @@ pub fn referral_to_proto(referral: &crate::storage::ReferralRecord) -> pb::Refer
         referred_profile_id: referral.referred_id.clone(),
     }
 }
+
+/// A customer reference of a batch, checked and normalised; violations are
+/// named within the reference ("identifier.value"), empty for the
+/// reference as a whole, so that the batch answers each on its own.
+pub fn wanted(customer: common::CustomerRef, phone: &PhoneRules) -> Result<crate::storage::Wanted> {
+    use common::customer_ref::Customer;
+    match customer.customer {
+        Some(Customer::ProfileId(raw)) => uuid::Uuid::parse_str(&raw)
+            .map(crate::storage::Wanted::ProfileId)
+            .map_err(|_| Error::invalid("profile_id", "must be a UUID")),
+        Some(Customer::Identifier(wire)) => {
+            identifier("identifier", Some(wire), phone).map(crate::storage::Wanted::Identifier)
+        }
+        None => Err(Error::invalid(
+            "",
+            "required: a profile_id or an identifier",
+        )),
+    }
+}
+
+/// The wire answer about the customer at `index` of a batch resolve.
+pub fn resolved_to_proto(
+    index: usize,
+    outcome: Result<crate::storage::Resolution>,
+) -> pb::ResolvedCustomer {
+    let index = i32::try_from(index).unwrap_or(i32::MAX);
+    match outcome {
+        Ok(resolution) => pb::ResolvedCustomer {
+            index,
+            profile_id: resolution.profile_id.to_string(),
+            created: resolution.created,
+            ..Default::default()
+        },
+        Err(error) => {
+            let field_violations = match &error {
+                Error::InvalidArgument(violations) => violations
+                    .iter()
+                    .map(|violation| pb::ReferenceViolation {
+                        field: violation.field.clone(),
+                        description: violation.description.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let status = tonic::Status::from(error);
+            pb::ResolvedCustomer {
+                index,
+                error_code: status.code() as i32,
+                error_message: status.message().to_string(),
+                field_violations,
+                ..Default::default()
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::{Attributes, MergeRule, NewProfile, PhoneRules, Profile, Purpose};
-use crate::storage::ProfileStore;
+use crate::storage::{ProfileStore, Resolution, Wanted};
 
 /// The protobuf name of the service.
 pub const SERVICE_NAME: &str = "cairn.profile.v1.ProfileService";
@@ -35,6 +35,9 @@ pub struct ProfileApi {
 /// Most identifiers one identify or create call may carry (the contract
 /// says so in both requests' comments).
 const MAX_IDENTIFY: usize = 20;
+/// Most customers one BatchResolveProfiles call may name (the contract
+/// says so in the request's comment): as many as a batch of touchpoints.
+const MAX_BATCH_RESOLVE: usize = 1000;
 /// Most facts one ReportFacts call may carry, as many as a profile's
 /// attributes (the contract says so in the request's comment).
 const MAX_FACTS: usize = crate::domain::MAX_ATTRIBUTES;
@@ -242,6 +245,67 @@ impl ProfileService for ProfileApi {
             profile: Some(convert::profile_to_proto(&profile)),
             created,
             ..Default::default()
+        }))
+    }
+
+    async fn batch_resolve_profiles(
+        &self,
+        request: Request<pb::BatchResolveProfilesRequest>,
+    ) -> Result<Response<pb::BatchResolveProfilesResponse>, Status> {
+        if request.get_ref().create_if_missing {
+            require_scope(&request, "profile.write")?;
+        }
+        let caller = Principal::of(&request)?;
+        let request = request.into_inner();
+        if request.customers.is_empty() || request.customers.len() > MAX_BATCH_RESOLVE {
+            return Err(Error::invalid(
+                "customers",
+                format!(
+                    "between 1 and {MAX_BATCH_RESOLVE} customers in one call; got {}",
+                    request.customers.len()
+                ),
+            )
+            .into());
+        }
+        // A malformed reference is answered alone; the others are resolved.
+        let checked: Vec<Result<Wanted>> = request
+            .customers
+            .into_iter()
+            .map(|customer| convert::wanted(customer, &self.phone))
+            .collect();
+        let wanted: Vec<Wanted> = checked
+            .iter()
+            .filter_map(|reference| reference.as_ref().ok().cloned())
+            .collect();
+        let mut resolved = self
+            .store
+            .resolve_many(&wanted, request.create_if_missing)
+            .await?
+            .into_iter();
+        let outcomes: Vec<Result<Resolution>> = checked
+            .into_iter()
+            .map(|reference| match reference {
+                Ok(_) => resolved.next().unwrap_or_else(|| {
+                    Err(Error::internal("a reference of the batch was not answered"))
+                }),
+                Err(error) => Err(error),
+            })
+            .collect();
+        let mut persons = Vec::new();
+        for resolution in outcomes.iter().flatten() {
+            if !persons.contains(&resolution.profile_id) {
+                persons.push(resolution.profile_id);
+            }
+        }
+        self.store
+            .audit_each(&caller, "batch_resolve_profiles", &persons)
+            .await?;
+        Ok(Response::new(pb::BatchResolveProfilesResponse {
+            results: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(index, outcome)| convert::resolved_to_proto(index, outcome))
+                .collect(),
         }))
     }
 

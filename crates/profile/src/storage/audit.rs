@@ -203,6 +203,39 @@ impl ProfileStore {
             .await
     }
 
+    /// Writes that `caller` did `action` on the data of each of `persons`,
+    /// one profile each, in one multi-row insert: what a batch read (a
+    /// batch resolve) records, as [`Self::audit`] records a single read.
+    /// An error fails the access.
+    pub async fn audit_each(
+        &self,
+        caller: &Principal,
+        action: &str,
+        persons: &[Uuid],
+    ) -> Result<()> {
+        if is_cairn_service(caller) || persons.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let subject: String = caller.subject.chars().take(256).collect();
+        let acting_for = caller
+            .customer()
+            .map(|id| self.suppressor.hash_profile(&id.to_string()));
+        let entries = persons.iter().map(|person| audit::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            occurred_at: Set(now),
+            subject: Set(subject.clone()),
+            acting_for: Set(acting_for.clone()),
+            action: Set(action.to_string()),
+            person_hash: Set(Some(self.suppressor.hash_profile(&person.to_string()))),
+            records: Set(1),
+        });
+        audit::Entity::insert_many(entries)
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// The audit entries about `person`, oldest first: what an auditor (or
     /// the person, asking who saw their data) reads. Every entry of an
     /// answered call is in it (answers wait for their entry's commit).

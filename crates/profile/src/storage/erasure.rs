@@ -12,7 +12,9 @@ use cairn_runtime::{Error, Result};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -88,6 +90,42 @@ impl Suppressor {
             }
             None => Ok(()),
         }
+    }
+}
+
+impl Suppressor {
+    /// Those of `identifiers` that belong to an erased person whose
+    /// suppression is in force, in one query: what a batch resolve checks
+    /// before creating profiles, as [`Self::check`] does for one.
+    pub async fn suppressed<'a>(
+        &self,
+        db: &impl ConnectionTrait,
+        identifiers: &[&'a Identifier],
+    ) -> Result<std::collections::HashSet<&'a Identifier>> {
+        if identifiers.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut by_hash: std::collections::HashMap<String, &'a Identifier> = identifiers
+            .iter()
+            .map(|identifier| {
+                (
+                    self.hash(identifier.kind(), identifier.value()),
+                    *identifier,
+                )
+            })
+            .collect();
+        let hashes: Vec<String> = suppression::Entity::find()
+            .select_only()
+            .column(suppression::Column::IdentifierHash)
+            .filter(suppression::Column::IdentifierHash.is_in(by_hash.keys().cloned()))
+            .filter(suppression::Column::LiftedAt.is_null())
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok(hashes
+            .into_iter()
+            .filter_map(|hash| by_hash.remove(&hash))
+            .collect())
     }
 }
 

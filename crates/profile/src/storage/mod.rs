@@ -11,6 +11,7 @@ mod identifiers;
 mod merge;
 pub mod migration;
 mod portability;
+mod resolution;
 mod segments;
 
 pub use audit::AuditEntry;
@@ -19,6 +20,7 @@ pub use erasure::{Erasure, Suppressor};
 pub use groups::{GroupRecord, ReferralRecord};
 pub use merge::{IdentifyOutcome, MergeRecord};
 pub use portability::PersonalData;
+pub use resolution::{Resolution, Wanted};
 pub use segments::{SEGMENT_VARIABLES, SegmentRecord};
 
 use cairn_contract::events::v1::ProfileCreated;

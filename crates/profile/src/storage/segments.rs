@@ -279,6 +279,26 @@ impl ProfileStore {
         }
     }
 
+    /// [`Self::refresh_after_change`] for profiles just created together
+    /// (a batch resolve): nothing to do, in one query, when no dynamic
+    /// segment exists.
+    pub(crate) async fn refresh_after_creation(&self, ids: &[Uuid]) {
+        if ids.is_empty() {
+            return;
+        }
+        match dynamic_segments(&self.db).await {
+            Ok(dynamic) if dynamic.is_empty() => {}
+            Ok(_) => {
+                for id in ids {
+                    self.refresh_after_change(*id).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(profiles = ids.len(), %error, "re-evaluating dynamic segments failed");
+            }
+        }
+    }
+
     /// Evaluates dynamic segment `id` over every live profile.
     async fn recompute_segment(&self, id: &str) -> Result<()> {
         let Some((_, rule)) = dynamic_segments(&self.db)
