@@ -5,7 +5,7 @@
 #![no_main]
 
 use cairn_contract::journey::v1 as pb;
-use cairn_journey::grpc::convert::IncomingTouchpoint;
+use cairn_journey::grpc::convert::incoming_touchpoint;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let now = chrono::Utc::now();
     for (index, wire) in batch.touchpoints.into_iter().enumerate() {
         let field = format!("touchpoints[{index}]");
-        if let Ok(touchpoint) = IncomingTouchpoint::from_proto(&field, wire, now) {
+        if let Ok(touchpoint) = incoming_touchpoint(&field, wire, now) {
             assert!(
                 !touchpoint.id.is_empty(),
                 "an accepted touchpoint has its id"
