@@ -399,16 +399,16 @@ impl FeedbackStore {
             )));
         }
         let transaction = self.db.begin_write().await?;
-        if let Some(since) = new.once_since {
-            if let Some(earlier) = answered_since(&transaction, &new.row, since).await? {
-                transaction.rollback().await?;
-                return Err(Error::AlreadyExists(format!(
-                    "response: this customer answered survey {} at {}; without an invitation, a customer's own token may answer it again from {} (use the request_id of the earlier call to read that answer)",
-                    new.row.survey_id,
-                    earlier.to_rfc3339(),
-                    (earlier + (new.row.submit_time - since)).to_rfc3339(),
-                )));
-            }
+        if let Some(since) = new.once_since
+            && let Some(earlier) = answered_since(&transaction, &new.row, since).await?
+        {
+            transaction.rollback().await?;
+            return Err(Error::AlreadyExists(format!(
+                "response: this customer answered survey {} at {}; without an invitation, a customer's own token may answer it again from {} (use the request_id of the earlier call to read that answer)",
+                new.row.survey_id,
+                earlier.to_rfc3339(),
+                (earlier + (new.row.submit_time - since)).to_rfc3339(),
+            )));
         }
         let row = new.row.clone();
         let insert = response::Entity::insert(response::ActiveModel::from(row.clone()))
