@@ -20,14 +20,15 @@ use secrecy::SecretString;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-const TOPIC: &str = "profile.created";
+/// The topic the bus tests' consumer groups follow.
+pub(crate) const TOPIC: &str = "profile.created";
 const BEFORE: usize = 100;
 const AFTER: usize = 100;
 
-/// A consumer group of the test: every delivery, in order, and each event's
-/// effect once (its inbox).
+/// A consumer group of the bus tests: every delivery, in order, and each
+/// event's effect once (its inbox).
 #[derive(Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     deliveries: Mutex<Vec<String>>,
     handled: Mutex<BTreeSet<String>>,
 }
@@ -46,8 +47,28 @@ impl EventHandler for Recorder {
 }
 
 impl Recorder {
-    fn delivered(&self) -> usize {
+    /// Deliveries, repeats included.
+    pub(crate) fn delivered(&self) -> usize {
         self.deliveries.lock().unwrap().len()
+    }
+
+    /// Events handled, each once.
+    pub(crate) fn handled(&self) -> usize {
+        self.handled.lock().unwrap().len()
+    }
+
+    /// The ids of the events handled.
+    pub(crate) fn handled_ids(&self) -> BTreeSet<String> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    /// Events delivered more than once, with their counts.
+    pub(crate) fn doubled(&self) -> Vec<(String, usize)> {
+        let mut counts = BTreeMap::new();
+        for id in self.deliveries.lock().unwrap().iter() {
+            *counts.entry(id.clone()).or_insert(0) += 1;
+        }
+        counts.into_iter().filter(|(_, n)| *n > 1).collect()
     }
 }
 

@@ -3,61 +3,26 @@
 //! missed redelivered from the publishing service's outbox (three replicas
 //! of it), to it alone and once, and a second look redelivers nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_contract::common::v1::IdentifierType;
-use cairn_contract::events::v1::ChangeEvent;
-use cairn_runtime::bus::{ConsumerOptions, EventBus, EventHandler, RedisBus, spawn_consumer};
+use cairn_runtime::bus::{ConsumerOptions, EventBus, RedisBus, spawn_consumer};
 use cairn_runtime::outbox::Outbox;
 use cairn_runtime::{ServiceKind, Settings};
 use cairn_tests::{Options, TestApp, TestDatabase, eventually, identifier, redis_url, spawn_on};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+
+use crate::bus_reset::{Recorder, TOPIC};
 use tokio_util::sync::CancellationToken;
 
-const TOPIC: &str = "profile.created";
 /// The stream keeps about this many events (Redis trims whole nodes of 100).
 const RETENTION: usize = 20;
 /// Events the lagging group handles before it stops.
 const FIRST: usize = 10;
 /// Events published while it is stopped: far more than the log keeps.
 const WHILE_STOPPED: usize = 400;
-
-/// A consumer group of the test: every delivery, in order, and each
-/// event's effect once (its inbox).
-#[derive(Default)]
-struct Recorder {
-    deliveries: Mutex<Vec<String>>,
-    handled: Mutex<BTreeSet<String>>,
-}
-
-#[async_trait::async_trait]
-impl EventHandler for Recorder {
-    fn topics(&self) -> Vec<String> {
-        vec![TOPIC.into()]
-    }
-
-    async fn handle(&self, event: &ChangeEvent) -> cairn_runtime::Result<()> {
-        self.deliveries.lock().unwrap().push(event.event_id.clone());
-        self.handled.lock().unwrap().insert(event.event_id.clone());
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn handled(&self) -> usize {
-        self.handled.lock().unwrap().len()
-    }
-
-    fn doubled(&self) -> Vec<(String, usize)> {
-        let mut counts = BTreeMap::new();
-        for id in self.deliveries.lock().unwrap().iter() {
-            *counts.entry(id.clone()).or_insert(0) += 1;
-        }
-        counts.into_iter().filter(|(_, n)| *n > 1).collect()
-    }
-}
 
 fn small_retention() -> Options {
     Options {
@@ -229,8 +194,8 @@ async fn a_group_the_trimming_passed_gets_every_missed_event_once_from_the_outbo
     .await;
     // Let any second redelivery (there must be none) arrive before counting.
     tokio::time::sleep(cairn_runtime::outbox::REDELIVERY_CHECK * 2).await;
-    assert_eq!(*lagging.handled.lock().unwrap(), stored);
-    assert_eq!(*steady.handled.lock().unwrap(), stored);
+    assert_eq!(lagging.handled_ids(), stored);
+    assert_eq!(steady.handled_ids(), stored);
     assert_eq!(
         lagging.doubled(),
         Vec::new(),
@@ -249,8 +214,8 @@ async fn a_group_the_trimming_passed_gets_every_missed_event_once_from_the_outbo
          outbox: {redelivered}; delivered to the lagging group: {} (each once); to the steady \
          group: {} (each once); second look: {again}",
         gap.missed,
-        lagging.deliveries.lock().unwrap().len(),
-        steady.deliveries.lock().unwrap().len(),
+        lagging.delivered(),
+        steady.delivered(),
     );
 
     stop.cancel();
