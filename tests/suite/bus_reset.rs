@@ -146,7 +146,8 @@ fn listener(
     })
 }
 
-async fn stored_event_ids(database: &TestDatabase) -> BTreeSet<String> {
+/// The ids of the test topic's events the profile service's outbox holds.
+pub(crate) async fn stored_event_ids(database: &TestDatabase) -> BTreeSet<String> {
     let db = database.connect().await;
     db.query_all_raw(Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
@@ -174,7 +175,9 @@ async fn test_bus(url: &str, prefix: &str) -> Arc<dyn EventBus> {
     Arc::new(RedisBus::new(connection, prefix, 1_000_000))
 }
 
-async fn create_profiles(replicas: &[TestApp], from: usize, count: usize) {
+/// Profiles `from..from + count` (one `profile.created` each), spread over
+/// `replicas` in turn.
+pub(crate) async fn create_profiles(replicas: &[TestApp], from: usize, count: usize) {
     for index in from..from + count {
         replicas[index % replicas.len()]
             .create_profile(

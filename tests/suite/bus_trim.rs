@@ -3,18 +3,16 @@
 //! missed redelivered from the publishing service's outbox (three replicas
 //! of it), to it alone and once, and a second look redelivers nothing.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_contract::common::v1::IdentifierType;
 use cairn_runtime::bus::{ConsumerOptions, EventBus, RedisBus, spawn_consumer};
 use cairn_runtime::outbox::Outbox;
 use cairn_runtime::{ServiceKind, Settings};
-use cairn_tests::{Options, TestApp, TestDatabase, eventually, identifier, redis_url, spawn_on};
+use cairn_tests::{Options, TestDatabase, eventually, redis_url, spawn_on};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
-use crate::bus_reset::{Recorder, TOPIC};
+use crate::bus_reset::{Recorder, create_profiles, stored_event_ids};
 use tokio_util::sync::CancellationToken;
 
 /// The stream keeps about this many events (Redis trims whole nodes of 100).
@@ -30,31 +28,6 @@ fn small_retention() -> Options {
         adjust: Box::new(|settings: &mut Settings| settings.event_retention = RETENTION),
         ..Default::default()
     }
-}
-
-async fn create_profiles(replicas: &[TestApp], from: usize, count: usize) {
-    for index in from..from + count {
-        replicas[index % replicas.len()]
-            .create_profile(
-                vec![identifier(IdentifierType::CrmId, &format!("crm-{index}"))],
-                &[],
-            )
-            .await;
-    }
-}
-
-async fn stored_event_ids(database: &TestDatabase) -> BTreeSet<String> {
-    let db = database.connect().await;
-    db.query_all_raw(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT event_id FROM profile_outbox WHERE topic = $1",
-        [TOPIC.into()],
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| row.try_get::<String>("", "event_id").unwrap())
-    .collect()
 }
 
 /// What the outbox recorded as redelivered to `group`: how many, and up to where.
