@@ -458,6 +458,11 @@ async fn the_readme_walk_through_runs_top_to_bottom_on_make_runs_defaults() {
         "{}",
         run.text_answer("UpdateTicket")
     );
+    // The ticket, resolved after an outbound call-back only, is resolved on
+    // its first contact: FCR 100% of 1 over the last hour.
+    let fcr = &kpis[kpis.len() - 1]["rows"][0]["fcr"];
+    assert_eq!(fcr["value"].as_f64(), Some(100.0), "{fcr}");
+    assert_eq!(fcr["count"], "1", "{fcr}");
     assert!(
         run.text_answer("UpdateFollowUpTask")
             .contains("status: \"answered\""),
