@@ -202,32 +202,26 @@ async fn another_customers_invitation_keys_and_external_ids_are_answered_as_unkn
             request_id: request_id.into(),
         };
 
-    // Bob's invitation and an invitation that does not exist: one answer.
-    let theirs = alices_front
-        .submit_survey_response(answer(&alice, &invited.invitation_id, "a-1"))
-        .await
-        .expect_err("another customer's invitation");
-    let none = alices_front
-        .submit_survey_response(answer(&alice, &uuid::Uuid::now_v7().to_string(), "a-2"))
-        .await
-        .expect_err("an unknown invitation");
-    assert_eq!(
-        (theirs.code(), theirs.message()),
-        (none.code(), none.message())
-    );
+    // Bob's invitation and an invitation that does not exist, answered for
+    // Alice through `client` under the request ids `keys`: one answer.
+    let alike = async |client: &mut FeedbackServiceClient<AuthedChannel>, keys: [&str; 2]| {
+        let theirs = client
+            .submit_survey_response(answer(&alice, &invited.invitation_id, keys[0]))
+            .await
+            .expect_err("another customer's invitation");
+        let none = client
+            .submit_survey_response(answer(&alice, &uuid::Uuid::now_v7().to_string(), keys[1]))
+            .await
+            .expect_err("an unknown invitation");
+        assert_eq!(
+            (theirs.code(), theirs.message()),
+            (none.code(), none.message())
+        );
+        none
+    };
+    alike(&mut alices_front, ["a-1", "a-2"]).await;
     // The operator's systems get one answer for both as well.
-    let theirs = operator
-        .submit_survey_response(answer(&alice, &invited.invitation_id, "o-1"))
-        .await
-        .expect_err("another customer's invitation");
-    let none = operator
-        .submit_survey_response(answer(&alice, &uuid::Uuid::now_v7().to_string(), "o-2"))
-        .await
-        .expect_err("an unknown invitation");
-    assert_eq!(
-        (theirs.code(), theirs.message()),
-        (none.code(), none.message())
-    );
+    let none = alike(&mut operator, ["o-1", "o-2"]).await;
     assert_eq!(none.code(), Code::NotFound, "{none:?}");
 
     // Keys Bob's own front end used are new keys for Alice's.
